@@ -1,0 +1,13 @@
+//! circuitscope: test and discover circuits inside transformer language models.
+//!
+//! Data flows model → graph → eval → (scrub, acdc, analysis) → report.
+
+pub mod error;
+pub mod model;
+
+pub use error::{Error, Result};
+
+/// The program version, recorded in every results file.
+pub fn version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
