@@ -3,7 +3,10 @@
 //! Data flows model → graph → eval → (scrub, acdc, analysis) → report.
 
 pub mod error;
+pub mod eval;
+pub mod graph;
 pub mod model;
+pub mod tokenizer;
 
 pub use error::{Error, Result};
 

@@ -1,0 +1,5 @@
+//! The component graph: senders, receivers and the edges between them.
+
+pub mod node;
+
+pub use node::{Node, Qkv, Receiver};

@@ -1,0 +1,409 @@
+//! Weights in TransformerLens layout, loaded from Hugging Face safetensors.
+//!
+//! Weights multiply on the right: `W_Q: [n_heads, d_model, d_head]`, `W_O: [n_heads, d_head,
+//! d_model]`, `W_in: [d_model, d_mlp]`, `W_U: [d_model, d_vocab]`.
+
+use super::config::{Family, ModelConfig};
+use crate::error::{Error, Result};
+use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// One transformer block's weights.
+#[derive(Debug, Clone)]
+pub struct BlockWeights {
+    /// LayerNorm before attention: scale and shift, `[d_model]`.
+    pub ln1_w: Tensor,
+    /// See `ln1_w`.
+    pub ln1_b: Tensor,
+    /// LayerNorm before the MLP.
+    pub ln2_w: Tensor,
+    /// See `ln2_w`.
+    pub ln2_b: Tensor,
+    /// Query weights `[n_heads, d_model, d_head]`.
+    pub w_q: Tensor,
+    /// Key weights.
+    pub w_k: Tensor,
+    /// Value weights.
+    pub w_v: Tensor,
+    /// Query bias `[n_heads, d_head]`.
+    pub b_q: Tensor,
+    /// Key bias.
+    pub b_k: Tensor,
+    /// Value bias.
+    pub b_v: Tensor,
+    /// Output weights `[n_heads, d_head, d_model]`.
+    pub w_o: Tensor,
+    /// Output bias `[d_model]`.
+    pub b_o: Tensor,
+    /// Q, K and V of all heads fused, `[d_model, 3 · n_heads · d_head]` (for the shared-input path).
+    pub w_qkv: Tensor,
+    /// Fused bias `[3 · n_heads · d_head]`.
+    pub b_qkv: Tensor,
+    /// `W_O` flattened to `[n_heads · d_head, d_model]`.
+    pub w_o_flat: Tensor,
+    /// MLP input weights `[d_model, d_mlp]` (absent in attention-only models).
+    pub w_in: Option<Tensor>,
+    /// MLP input bias `[d_mlp]`.
+    pub b_in: Option<Tensor>,
+    /// MLP output weights `[d_mlp, d_model]`.
+    pub w_out: Option<Tensor>,
+    /// MLP output bias `[d_model]`.
+    pub b_out: Option<Tensor>,
+}
+
+/// All weights of a model.
+#[derive(Debug, Clone)]
+pub struct Weights {
+    /// Token embedding `[d_vocab, d_model]`.
+    pub w_e: Tensor,
+    /// Learned positional embedding `[n_ctx, d_model]` (GPT-2 only).
+    pub w_pos: Option<Tensor>,
+    /// The blocks.
+    pub blocks: Vec<BlockWeights>,
+    /// Final LayerNorm scale.
+    pub ln_f_w: Tensor,
+    /// Final LayerNorm shift.
+    pub ln_f_b: Tensor,
+    /// Unembedding `[d_model, d_vocab]`.
+    pub w_u: Tensor,
+    /// Unembedding bias `[d_vocab]`, if any.
+    pub b_u: Option<Tensor>,
+}
+
+/// Raw tensors by name, with the file they came from for error messages.
+pub struct TensorSource {
+    tensors: HashMap<String, Tensor>,
+    origin: PathBuf,
+}
+
+impl TensorSource {
+    /// Read `model.safetensors`, or every shard named in `model.safetensors.index.json`.
+    pub fn from_dir(dir: &Path) -> Result<Self> {
+        let single = dir.join("model.safetensors");
+        let index = dir.join("model.safetensors.index.json");
+        let files: Vec<PathBuf> = if single.is_file() {
+            vec![single.clone()]
+        } else if index.is_file() {
+            let text = crate::error::read_to_string(&index)?;
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| Error::input(format!("{}: malformed JSON: {e}", index.display())))?;
+            let map = v
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .ok_or_else(|| {
+                    Error::input(format!("{}: no 'weight_map' object", index.display()))
+                })?;
+            let mut shards: Vec<String> = map
+                .values()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect();
+            shards.sort();
+            shards.dedup();
+            shards.into_iter().map(|s| dir.join(s)).collect()
+        } else if dir.join("pytorch_model.bin").is_file() {
+            return Err(Error::input(format!(
+                "{}: only pytorch_model.bin found; convert it to safetensors with \
+                 `python scripts/convert_bin.py {}` (needs torch)",
+                dir.display(),
+                dir.display()
+            )));
+        } else {
+            return Err(Error::input(format!(
+                "{}: no model.safetensors (nor model.safetensors.index.json with shards); \
+                 save the model with save_pretrained(..., safe_serialization=True)",
+                dir.display()
+            )));
+        };
+        let mut tensors = HashMap::new();
+        for f in &files {
+            let loaded = candle_core::safetensors::load(f, &Device::Cpu).map_err(|e| {
+                Error::input(format!("{}: cannot read safetensors: {e}", f.display()))
+            })?;
+            tensors.extend(loaded);
+        }
+        let origin = if files.len() == 1 { single } else { index };
+        Ok(TensorSource { tensors, origin })
+    }
+
+    /// Wrap tensors already in memory (used by the trainer and builders).
+    pub fn from_map(tensors: HashMap<String, Tensor>, origin: impl Into<PathBuf>) -> Self {
+        TensorSource {
+            tensors,
+            origin: origin.into(),
+        }
+    }
+
+    /// Find a tensor under any of the given names; check its shape; convert to `dtype`.
+    fn get(&self, names: &[String], shape: &[usize], dtype: DType) -> Result<Tensor> {
+        for n in names {
+            if let Some(t) = self.tensors.get(n) {
+                if t.dims() != shape {
+                    return Err(Error::input(format!(
+                        "{}: tensor '{n}' has shape {:?} but config.json implies {:?}; the \
+                         weights do not belong to this config",
+                        self.origin.display(),
+                        t.dims(),
+                        shape
+                    )));
+                }
+                return Ok(t.to_dtype(dtype)?);
+            }
+        }
+        Err(Error::input(format!(
+            "{}: missing tensor '{}' (shape {:?}); the file does not hold a complete model of \
+             the family config.json names",
+            self.origin.display(),
+            names[0],
+            shape
+        )))
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+}
+
+/// Candidate names: with and without the model prefix (`transformer.` / `gpt_neox.`).
+fn names(prefix: &str, rest: &str) -> Vec<String> {
+    vec![format!("{prefix}{rest}"), rest.to_string()]
+}
+
+impl Weights {
+    /// Convert Hugging Face tensors to TransformerLens layout.
+    pub fn from_source(src: &TensorSource, cfg: &ModelConfig, dtype: DType) -> Result<Self> {
+        match cfg.family {
+            Family::Gpt2 => Self::gpt2(src, cfg, dtype),
+            Family::NeoX => Self::neox(src, cfg, dtype),
+        }
+    }
+
+    fn gpt2(src: &TensorSource, cfg: &ModelConfig, dt: DType) -> Result<Self> {
+        let (d, h, dh, m) = (cfg.d_model, cfg.n_heads, cfg.d_head, cfg.d_mlp);
+        let p = "transformer.";
+        let w_e = src.get(&names(p, "wte.weight"), &[cfg.d_vocab, d], dt)?;
+        let w_pos = src.get(&names(p, "wpe.weight"), &[cfg.n_ctx, d], dt)?;
+        let mut blocks = Vec::with_capacity(cfg.n_layers);
+        for l in 0..cfg.n_layers {
+            let g = |rest: &str, shape: &[usize]| {
+                src.get(&names(p, &format!("h.{l}.{rest}")), shape, dt)
+            };
+            let c_attn = g("attn.c_attn.weight", &[d, 3 * d])?;
+            let c_attn_b = g("attn.c_attn.bias", &[3 * d])?;
+            // Conv1D: [in, out]; out = [q | k | v], each [n_heads, d_head].
+            let split_w = |i: usize| -> Result<Tensor> {
+                Ok(c_attn
+                    .narrow(1, i * d, d)?
+                    .reshape((d, h, dh))?
+                    .permute((1, 0, 2))?
+                    .contiguous()?)
+            };
+            let split_b = |i: usize| -> Result<Tensor> {
+                Ok(c_attn_b.narrow(0, i * d, d)?.reshape((h, dh))?)
+            };
+            let c_proj = g("attn.c_proj.weight", &[d, d])?;
+            let (w_in, b_in, w_out, b_out) = if m > 0 {
+                (
+                    Some(g("mlp.c_fc.weight", &[d, m])?),
+                    Some(g("mlp.c_fc.bias", &[m])?),
+                    Some(g("mlp.c_proj.weight", &[m, d])?),
+                    Some(g("mlp.c_proj.bias", &[d])?),
+                )
+            } else {
+                (None, None, None, None)
+            };
+            blocks.push(BlockWeights::new(
+                [g("ln_1.weight", &[d])?, g("ln_1.bias", &[d])?],
+                [g("ln_2.weight", &[d])?, g("ln_2.bias", &[d])?],
+                [split_w(0)?, split_w(1)?, split_w(2)?],
+                [split_b(0)?, split_b(1)?, split_b(2)?],
+                c_proj.reshape((h, dh, d))?,
+                g("attn.c_proj.bias", &[d])?,
+                [w_in, b_in, w_out, b_out],
+            )?);
+        }
+        let ln_f_w = src.get(&names(p, "ln_f.weight"), &[d], dt)?;
+        let ln_f_b = src.get(&names(p, "ln_f.bias"), &[d], dt)?;
+        let w_u = if src.has("lm_head.weight") {
+            src.get(&["lm_head.weight".into()], &[cfg.d_vocab, d], dt)?
+                .t()?
+                .contiguous()?
+        } else {
+            w_e.t()?.contiguous()?
+        };
+        Ok(Weights {
+            w_e,
+            w_pos: Some(w_pos),
+            blocks,
+            ln_f_w,
+            ln_f_b,
+            w_u,
+            b_u: None,
+        })
+    }
+
+    fn neox(src: &TensorSource, cfg: &ModelConfig, dt: DType) -> Result<Self> {
+        let (d, h, dh, m) = (cfg.d_model, cfg.n_heads, cfg.d_head, cfg.d_mlp);
+        let p = "gpt_neox.";
+        let w_e = src.get(&names(p, "embed_in.weight"), &[cfg.d_vocab, d], dt)?;
+        let mut blocks = Vec::with_capacity(cfg.n_layers);
+        for l in 0..cfg.n_layers {
+            let g = |rest: &str, shape: &[usize]| {
+                src.get(&names(p, &format!("layers.{l}.{rest}")), shape, dt)
+            };
+            // Linear: [out, in]; out laid out per head as [n_heads, 3, d_head].
+            let qkv = g("attention.query_key_value.weight", &[3 * d, d])?.reshape((h, 3, dh, d))?;
+            let qkv_b = g("attention.query_key_value.bias", &[3 * d])?.reshape((h, 3, dh))?;
+            let split_w = |i: usize| -> Result<Tensor> {
+                // [h, dh, d] -> [h, d, dh]
+                Ok(qkv
+                    .narrow(1, i, 1)?
+                    .squeeze(1)?
+                    .transpose(1, 2)?
+                    .contiguous()?)
+            };
+            let split_b = |i: usize| -> Result<Tensor> {
+                Ok(qkv_b.narrow(1, i, 1)?.squeeze(1)?.contiguous()?)
+            };
+            let dense = g("attention.dense.weight", &[d, d])?; // [out=d, in=h*dh]
+            let w_o = dense.t()?.contiguous()?.reshape((h, dh, d))?;
+            let (w_in, b_in, w_out, b_out) = if m > 0 {
+                (
+                    Some(g("mlp.dense_h_to_4h.weight", &[m, d])?.t()?.contiguous()?),
+                    Some(g("mlp.dense_h_to_4h.bias", &[m])?),
+                    Some(g("mlp.dense_4h_to_h.weight", &[d, m])?.t()?.contiguous()?),
+                    Some(g("mlp.dense_4h_to_h.bias", &[d])?),
+                )
+            } else {
+                (None, None, None, None)
+            };
+            blocks.push(BlockWeights::new(
+                [
+                    g("input_layernorm.weight", &[d])?,
+                    g("input_layernorm.bias", &[d])?,
+                ],
+                [
+                    g("post_attention_layernorm.weight", &[d])?,
+                    g("post_attention_layernorm.bias", &[d])?,
+                ],
+                [split_w(0)?, split_w(1)?, split_w(2)?],
+                [split_b(0)?, split_b(1)?, split_b(2)?],
+                w_o,
+                g("attention.dense.bias", &[d])?,
+                [w_in, b_in, w_out, b_out],
+            )?);
+        }
+        let ln_f_w = src.get(&names(p, "final_layer_norm.weight"), &[d], dt)?;
+        let ln_f_b = src.get(&names(p, "final_layer_norm.bias"), &[d], dt)?;
+        let w_u = src
+            .get(&["embed_out.weight".into()], &[cfg.d_vocab, d], dt)?
+            .t()?
+            .contiguous()?;
+        Ok(Weights {
+            w_e,
+            w_pos: None,
+            blocks,
+            ln_f_w,
+            ln_f_b,
+            w_u,
+            b_u: None,
+        })
+    }
+
+    /// Hugging Face GPT-2 tensors (Conv1D layout) for these weights: the inverse of loading.
+    pub fn to_hf_gpt2(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = vec![("transformer.wte.weight".to_string(), self.w_e.clone())];
+        let pos = self
+            .w_pos
+            .as_ref()
+            .ok_or_else(|| Error::input("GPT-2 export needs learned positional embeddings"))?;
+        out.push(("transformer.wpe.weight".into(), pos.clone()));
+        for (l, b) in self.blocks.iter().enumerate() {
+            let p = |s: &str| format!("transformer.h.{l}.{s}");
+            let (h, d, dh) = b.w_q.dims3()?;
+            let w =
+                |t: &Tensor| -> Result<Tensor> { Ok(t.permute((1, 0, 2))?.reshape((d, h * dh))?) };
+            let c_attn = Tensor::cat(&[w(&b.w_q)?, w(&b.w_k)?, w(&b.w_v)?], 1)?;
+            let c_attn_b = Tensor::cat(
+                &[
+                    b.b_q.flatten_all()?,
+                    b.b_k.flatten_all()?,
+                    b.b_v.flatten_all()?,
+                ],
+                0,
+            )?;
+            out.push((p("ln_1.weight"), b.ln1_w.clone()));
+            out.push((p("ln_1.bias"), b.ln1_b.clone()));
+            out.push((p("attn.c_attn.weight"), c_attn.contiguous()?));
+            out.push((p("attn.c_attn.bias"), c_attn_b));
+            out.push((p("attn.c_proj.weight"), b.w_o_flat.clone()));
+            out.push((p("attn.c_proj.bias"), b.b_o.clone()));
+            out.push((p("ln_2.weight"), b.ln2_w.clone()));
+            out.push((p("ln_2.bias"), b.ln2_b.clone()));
+            if let (Some(wi), Some(bi), Some(wo), Some(bo)) = (&b.w_in, &b.b_in, &b.w_out, &b.b_out)
+            {
+                out.push((p("mlp.c_fc.weight"), wi.clone()));
+                out.push((p("mlp.c_fc.bias"), bi.clone()));
+                out.push((p("mlp.c_proj.weight"), wo.clone()));
+                out.push((p("mlp.c_proj.bias"), bo.clone()));
+            }
+        }
+        out.push(("transformer.ln_f.weight".into(), self.ln_f_w.clone()));
+        out.push(("transformer.ln_f.bias".into(), self.ln_f_b.clone()));
+        Ok(out)
+    }
+}
+
+impl BlockWeights {
+    /// Assemble a block and its fused forms.
+    pub fn new(
+        ln1: [Tensor; 2],
+        ln2: [Tensor; 2],
+        w_qkv: [Tensor; 3],
+        b_qkv: [Tensor; 3],
+        w_o: Tensor,
+        b_o: Tensor,
+        mlp: [Option<Tensor>; 4],
+    ) -> Result<Self> {
+        let (h, d, dh) = w_qkv[0].dims3()?;
+        let flat =
+            |t: &Tensor| -> Result<Tensor> { Ok(t.permute((1, 0, 2))?.reshape((d, h * dh))?) };
+        let fused_w = Tensor::cat(&[flat(&w_qkv[0])?, flat(&w_qkv[1])?, flat(&w_qkv[2])?], 1)?
+            .contiguous()?;
+        let fused_b = Tensor::cat(
+            &[
+                b_qkv[0].flatten_all()?,
+                b_qkv[1].flatten_all()?,
+                b_qkv[2].flatten_all()?,
+            ],
+            0,
+        )?;
+        let w_o_flat = w_o.reshape((h * dh, d))?.contiguous()?;
+        let [ln1_w, ln1_b] = ln1;
+        let [ln2_w, ln2_b] = ln2;
+        let [w_q, w_k, w_v] = w_qkv;
+        let [b_q, b_k, b_v] = b_qkv;
+        let [w_in, b_in, w_out, b_out] = mlp;
+        Ok(BlockWeights {
+            ln1_w,
+            ln1_b,
+            ln2_w,
+            ln2_b,
+            w_q,
+            w_k,
+            w_v,
+            b_q,
+            b_k,
+            b_v,
+            w_o,
+            b_o,
+            w_qkv: fused_w,
+            b_qkv: fused_b,
+            w_o_flat,
+            w_in,
+            b_in,
+            w_out,
+            b_out,
+        })
+    }
+}
