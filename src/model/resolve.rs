@@ -45,7 +45,10 @@ pub fn resolve_model(spec: &str) -> Result<PathBuf> {
     if shipped.is_dir() {
         return Ok(shipped);
     }
-    looked.push(format!("the shipped models in {}", shipped_models_dir().display()));
+    looked.push(format!(
+        "the shipped models in {}",
+        shipped_models_dir().display()
+    ));
 
     if let Some(cache) = hf_hub_cache() {
         let repo = cache.join(format!("models--{}", spec.replace('/', "--")));
@@ -113,7 +116,9 @@ mod tests {
 
     #[test]
     fn missing_model_says_where_it_looked() {
-        let err = resolve_model("no-such-org/no-such-model").unwrap_err().to_string();
+        let err = resolve_model("no-such-org/no-such-model")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("looked in"), "{err}");
         assert!(err.contains("never downloads"), "{err}");
     }
