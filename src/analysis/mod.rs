@@ -1,0 +1,15 @@
+//! Exploration: activation and path patching sweeps, direct logit attribution, the logit
+//! lens, copying scores, attention patterns and mean-ablation circuits.
+//!
+//! Every patched run goes through the one patched evaluator, [`crate::eval::run`]: activation
+//! patching with a hook that copies clean slices in, path patching with edge [`Patches`].
+//!
+//! [`Patches`]: crate::eval::Patches
+
+pub mod act_patch;
+pub mod setup;
+pub mod sweep;
+
+pub use act_patch::{act_patch, act_patch_with, ActPatchOptions, ActTarget};
+pub use setup::Setup;
+pub use sweep::{Axis, Sweep};
