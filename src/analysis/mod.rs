@@ -7,9 +7,11 @@
 //! [`Patches`]: crate::eval::Patches
 
 pub mod act_patch;
+pub mod dla;
 pub mod setup;
 pub mod sweep;
 
 pub use act_patch::{act_patch, act_patch_with, ActPatchOptions, ActTarget};
+pub use dla::{dla_heads, dla_layers, logit_lens};
 pub use setup::Setup;
 pub use sweep::{Axis, Sweep};
