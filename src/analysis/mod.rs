@@ -8,10 +8,12 @@
 
 pub mod act_patch;
 pub mod dla;
+pub mod path_patch;
 pub mod setup;
 pub mod sweep;
 
 pub use act_patch::{act_patch, act_patch_with, ActPatchOptions, ActTarget};
 pub use dla::{dla_heads, dla_layers, logit_lens};
-pub use setup::Setup;
+pub use path_patch::{PathPatcher, PathResult};
+pub use setup::{Position, Setup};
 pub use sweep::{Axis, Sweep};

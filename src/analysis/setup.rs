@@ -9,6 +9,40 @@ use crate::model::Model;
 use candle_core::Tensor;
 use std::collections::BTreeMap;
 
+/// A position: a name of the dataset (`END`, `S2`, …) or an index (negative: back from END).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Position {
+    /// A named position of every row.
+    Named(String),
+    /// An index; `-1` is each row's END, `-2` the one before.
+    Index(i64),
+}
+
+impl std::str::FromStr for Position {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(Error::input(
+                "empty position; write an index (3, -1 for END) or a name (END, S2, IO)",
+            ));
+        }
+        Ok(match s.parse::<i64>() {
+            Ok(i) => Position::Index(i),
+            Err(_) => Position::Named(s.to_string()),
+        })
+    }
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Position::Named(n) => f.write_str(n),
+            Position::Index(i) => write!(f, "{i}"),
+        }
+    }
+}
+
 /// Clean and corrupted inputs with a metric: what activation and path patching compare.
 ///
 /// Every row of the clean and the corrupted tokens has the same length (rows of a dataset are
@@ -203,6 +237,42 @@ impl<'m> Setup<'m> {
     /// An unpatched run on the corrupted tokens, keeping `cache`.
     pub fn corrupted_run(&self, cache: NameFilter) -> Result<Run> {
         self.plain_run(&self.corrupted_tokens, cache)
+    }
+
+    /// Each row's index for a position: a name of the dataset (`END`, `S2`, `IO`, …) or an
+    /// index (negative counts back from the row's END: `-1` is END).
+    pub fn resolve(&self, pos: &Position) -> Result<Vec<usize>> {
+        let p = self.seq_len();
+        match pos {
+            Position::Named(n) => self.ds.position(n),
+            Position::Index(i) => self
+                .ends
+                .iter()
+                .enumerate()
+                .map(|(row, &end)| {
+                    let q = if *i < 0 { end as i64 + 1 + i } else { *i };
+                    if q < 0 || q as usize >= p {
+                        Err(Error::input(format!(
+                            "position {i} is outside row {row} ({p} positions, END at {end})"
+                        )))
+                    } else {
+                        Ok(q as usize)
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// A `[batch, pos, 1]` 0/1 mask (model dtype) of the given positions.
+    pub fn position_mask(&self, positions: &[Position]) -> Result<Tensor> {
+        let (b, p) = (self.batch(), self.seq_len());
+        let mut m = vec![0f64; b * p];
+        for pos in positions {
+            for (row, q) in self.resolve(pos)?.into_iter().enumerate() {
+                m[row * p + q] = 1.0;
+            }
+        }
+        Ok(Tensor::from_vec(m, (b, p, 1), self.model.device())?.to_dtype(self.model.dtype)?)
     }
 
     fn plain_run(&self, tokens: &Tensor, cache: NameFilter) -> Result<Run> {
