@@ -9,6 +9,7 @@ pub mod eval;
 pub mod graph;
 pub mod metric;
 pub mod model;
+pub mod report;
 pub mod tokenizer;
 
 pub use error::{Error, Result};

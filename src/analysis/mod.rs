@@ -6,13 +6,19 @@
 //!
 //! [`Patches`]: crate::eval::Patches
 
+pub mod ablation;
 pub mod act_patch;
+pub mod attention;
+pub mod copying;
 pub mod dla;
 pub mod path_patch;
 pub mod setup;
 pub mod sweep;
 
+pub use ablation::{AblationResult, Circuit, MeanAblation};
 pub use act_patch::{act_patch, act_patch_with, ActPatchOptions, ActTarget};
+pub use attention::{attention_patterns, AttentionPatterns};
+pub use copying::copying_scores;
 pub use dla::{dla_heads, dla_layers, logit_lens};
 pub use path_patch::{PathPatcher, PathResult};
 pub use setup::{Position, Setup};
