@@ -9,6 +9,59 @@ use crate::model::Model;
 use candle_core::Tensor;
 use std::collections::BTreeMap;
 
+/// A dataset from token rows: END is each row's last position; `corrupted` and `answers`
+/// (`[answer, wrong]` per row) are optional (attention patterns need neither).
+pub fn tokens_dataset(
+    clean: &[Vec<u32>],
+    corrupted: Option<&[Vec<u32>]>,
+    answers: Option<&[(u32, u32)]>,
+) -> Result<Dataset> {
+    if let Some(c) = corrupted {
+        if c.len() != clean.len() {
+            return Err(Error::input(format!(
+                "{} clean rows but {} corrupted rows: give one corrupted row per clean row",
+                clean.len(),
+                c.len()
+            )));
+        }
+    }
+    if let Some(a) = answers {
+        if a.len() != clean.len() {
+            return Err(Error::input(format!(
+                "{} token rows but {} answer pairs: give one [answer, wrong] pair per row",
+                clean.len(),
+                a.len()
+            )));
+        }
+    }
+    let examples = clean
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let mut positions = BTreeMap::new();
+            positions.insert("END".to_string(), c.len().saturating_sub(1));
+            let (answer, wrong) = match answers {
+                Some(a) => (vec![a[i].0], vec![a[i].1]),
+                None => (Vec::new(), Vec::new()),
+            };
+            Example {
+                prompt: String::new(),
+                tokens: c.clone(),
+                positions,
+                answer,
+                wrong,
+                features: BTreeMap::new(),
+                corrupted_prompt: None,
+                corrupted_tokens: corrupted.map(|x| x[i].clone()),
+            }
+        })
+        .collect();
+    Ok(Dataset {
+        task: "tokens".into(),
+        examples,
+    })
+}
+
 /// A position: a name of the dataset (`END`, `S2`, …) or an index (negative: back from END).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Position {
@@ -88,29 +141,7 @@ impl<'m> Setup<'m> {
                 answers.len()
             )));
         }
-        let examples = clean
-            .iter()
-            .zip(corrupted)
-            .zip(answers)
-            .map(|((c, x), &(a, w))| {
-                let mut positions = BTreeMap::new();
-                positions.insert("END".to_string(), c.len().saturating_sub(1));
-                Example {
-                    prompt: String::new(),
-                    tokens: c.clone(),
-                    positions,
-                    answer: vec![a],
-                    wrong: vec![w],
-                    features: BTreeMap::new(),
-                    corrupted_prompt: None,
-                    corrupted_tokens: Some(x.clone()),
-                }
-            })
-            .collect();
-        let ds = Dataset {
-            task: "tokens".into(),
-            examples,
-        };
+        let ds = tokens_dataset(clean, Some(corrupted), Some(answers))?;
         Self::from_dataset(model, ds, metric)
     }
 

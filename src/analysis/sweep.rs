@@ -116,6 +116,18 @@ impl Sweep {
         )?)
     }
 
+    /// The sweep minus a baseline (e.g. the corrupted metric, so 0 means "no effect"), for
+    /// pictures; the title says what was subtracted.
+    pub fn minus(&self, baseline: f64, what: &str) -> Sweep {
+        let mut s = self.clone();
+        for v in &mut s.values {
+            *v -= baseline;
+        }
+        s.title = format!("{} (minus {what})", self.title);
+        s.note("shown_minus", baseline);
+        s
+    }
+
     /// The sub-sweep at index `i` of the first axis (e.g. one panel of a stacked `_every`).
     pub fn index_first(&self, i: usize) -> Sweep {
         let inner: usize = self.axes[1..].iter().map(Axis::len).product();

@@ -403,7 +403,7 @@ pub fn panels_svg(title: &str, panels: &[Panel], scale: Scale) -> String {
     let n_rows = panels.len().div_ceil(per_row).max(1);
     let title_h = 34.0;
     let bar_w = 90.0;
-    let width = per_row as f64 * pw + bar_w;
+    let width = (per_row as f64 * pw + bar_w).max(text_w(title, 16.0) * 1.1 + 40.0);
     let height = title_h + n_rows as f64 * ph + 8.0;
     let mut out = String::new();
     let _ = writeln!(
@@ -426,7 +426,7 @@ pub fn panels_svg(title: &str, panels: &[Panel], scale: Scale) -> String {
         draw_panel(&mut out, p, x, y, scale, vmax);
     }
     let bar_h = (ph - 60.0).clamp(60.0, 320.0);
-    draw_colour_bar(&mut out, width - bar_w + 14.0, title_h + 10.0, bar_h, scale, vmax);
+    draw_colour_bar(&mut out, per_row as f64 * pw + 14.0, title_h + 10.0, bar_h, scale, vmax);
     out.push_str("</svg>\n");
     out
 }

@@ -71,11 +71,14 @@ impl Report {
 
     /// A table.
     pub fn table(&mut self, headers: &[&str], rows: &[Vec<String>]) {
-        self.body.push_str("<table><tr>");
-        for h in headers {
-            let _ = write!(self.body, "<th>{}</th>", esc(h));
+        self.body.push_str("<table>");
+        if headers.iter().any(|h| !h.is_empty()) {
+            self.body.push_str("<tr>");
+            for h in headers {
+                let _ = write!(self.body, "<th>{}</th>", esc(h));
+            }
+            self.body.push_str("</tr>\n");
         }
-        self.body.push_str("</tr>\n");
         for r in rows {
             self.body.push_str("<tr>");
             for c in r {

@@ -2,8 +2,13 @@
 
 use clap::{Parser, Subcommand};
 
+mod ablate;
+mod attn;
 mod data;
+mod dla;
 mod forward;
+mod inputs;
+mod patch;
 mod util;
 
 #[global_allocator]
@@ -26,6 +31,16 @@ enum Command {
     Forward(forward::ForwardArgs),
     /// Generate a task dataset (IOI, induction, greater-than, sequences) as JSON lines.
     Data(data::DataArgs),
+    /// Activation patching, path patching and iterative path patching sweeps.
+    Patch(patch::PatchArgs),
+    /// Direct logit attribution per head and per layer (and copying scores).
+    Dla(dla::DlaArgs),
+    /// The logit lens over the accumulated residual stream.
+    LogitLens(dla::LensArgs),
+    /// Attention patterns of chosen heads on chosen prompts (optionally value-weighted).
+    Attn(attn::Args),
+    /// Mean-ablate everything but a circuit: faithfulness and completeness.
+    Ablate(ablate::AblateArgs),
 }
 
 fn main() {
@@ -34,6 +49,11 @@ fn main() {
     let res = match &cli.command {
         Command::Forward(a) => forward::run(a),
         Command::Data(a) => data::run(a),
+        Command::Patch(a) => patch::run(a),
+        Command::Dla(a) => dla::run_dla(a),
+        Command::LogitLens(a) => dla::run_lens(a),
+        Command::Attn(a) => attn::run(a),
+        Command::Ablate(a) => ablate::run(a),
     };
     util::exit_on_error(res);
 }
