@@ -13,8 +13,16 @@ fn clean_and_corrupted_metrics_match_transformer_lens() {
     let s = f.setup();
     let c = f.scalar("clean_metric");
     let x = f.scalar("corrupted_metric");
-    assert!((s.clean_metric - c).abs() < 1e-5, "{} vs {c}", s.clean_metric);
-    assert!((s.corrupted_metric - x).abs() < 1e-5, "{} vs {x}", s.corrupted_metric);
+    assert!(
+        (s.clean_metric - c).abs() < 1e-5,
+        "{} vs {c}",
+        s.clean_metric
+    );
+    assert!(
+        (s.corrupted_metric - x).abs() < 1e-5,
+        "{} vs {x}",
+        s.corrupted_metric
+    );
     assert!((c - x).abs() > 0.5, "the fixture's corruption must matter");
 }
 
@@ -28,7 +36,11 @@ fn every_act_patch_variant_matches_transformer_lens() {
         let key = format!("act_patch_{}", t.name());
         let d = max_diff(&sweep, &f.expected(&key));
         report.push(format!("{key}: {d:.2e}"));
-        assert!(d <= 1e-5, "{key} differs from TransformerLens by {d}\n{}", report.join("\n"));
+        assert!(
+            d <= 1e-5,
+            "{key} differs from TransformerLens by {d}\n{}",
+            report.join("\n")
+        );
         // not a constant: patching must move the metric somewhere
         let spread = sweep.values.iter().cloned().fold(f64::MIN, f64::max)
             - sweep.values.iter().cloned().fold(f64::MAX, f64::min);

@@ -25,7 +25,16 @@ fn dla_per_layer_matches_transformer_lens() {
     assert!(d <= 1e-5, "dla_layers differs by {d}");
     assert_eq!(
         sweep.axes[0].labels,
-        ["embed", "pos_embed", "0_attn_out", "0_mlp_out", "1_attn_out", "1_mlp_out", "2_attn_out", "2_mlp_out"]
+        [
+            "embed",
+            "pos_embed",
+            "0_attn_out",
+            "0_mlp_out",
+            "1_attn_out",
+            "1_mlp_out",
+            "2_attn_out",
+            "2_mlp_out"
+        ]
     );
 }
 
@@ -46,7 +55,11 @@ fn the_last_lens_entry_is_the_clean_logit_difference() {
     let s = f.setup();
     let lens = logit_lens(&s).unwrap();
     let last = *lens.values.last().unwrap();
-    assert!((last - s.clean_metric).abs() < 1e-9, "{last} vs {}", s.clean_metric);
+    assert!(
+        (last - s.clean_metric).abs() < 1e-9,
+        "{last} vs {}",
+        s.clean_metric
+    );
 }
 
 #[test]
@@ -68,5 +81,9 @@ fn layer_attributions_sum_to_the_logit_difference_without_ln_weights() {
     .unwrap();
     let layers = dla_layers(&s).unwrap();
     let total: f64 = layers.values.iter().sum();
-    assert!((total - s.clean_metric).abs() < 1e-9, "{total} vs {}", s.clean_metric);
+    assert!(
+        (total - s.clean_metric).abs() < 1e-9,
+        "{total} vs {}",
+        s.clean_metric
+    );
 }

@@ -6,9 +6,7 @@ mod analysis_common;
 
 use analysis_common::{fixture_dir, load};
 use candle_core::DType;
-use circuitscope::analysis::{
-    attention_patterns, copying_scores, Circuit, MeanAblation, Position,
-};
+use circuitscope::analysis::{attention_patterns, copying_scores, Circuit, MeanAblation, Position};
 use serde_json::Value;
 use std::collections::BTreeSet;
 
@@ -103,7 +101,12 @@ fn mean_ablation_matches_transformer_lens() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|x| (x[0].as_u64().unwrap() as usize, x[1].as_u64().unwrap() as usize))
+        .map(|x| {
+            (
+                x[0].as_u64().unwrap() as usize,
+                x[1].as_u64().unwrap() as usize,
+            )
+        })
         .collect();
     let res = ma.evaluate(&c, &[k]).unwrap();
     let close = |x: f64, y: &Value, what: &str| {
@@ -112,8 +115,16 @@ fn mean_ablation_matches_transformer_lens() {
     close(res.model, &a["model"], "F(M)");
     close(res.circuit, &a["circuit_metric"], "F(C)");
     close(res.nothing, &a["nothing"], "F(nothing)");
-    close(res.completeness[0].circuit_minus_k, &a["circuit_minus_k"], "F(C∖K)");
-    close(res.completeness[0].model_minus_k, &a["model_minus_k"], "F(M∖K)");
+    close(
+        res.completeness[0].circuit_minus_k,
+        &a["circuit_minus_k"],
+        "F(C∖K)",
+    );
+    close(
+        res.completeness[0].model_minus_k,
+        &a["model_minus_k"],
+        "F(M∖K)",
+    );
 }
 
 #[test]

@@ -12,7 +12,11 @@ use circuitscope::metric::Metric;
 use circuitscope::model::Model;
 
 fn logit_diff(logits: &Tensor, answers: &[(u32, u32)]) -> f64 {
-    let rows = logits.to_dtype(DType::F64).unwrap().to_vec2::<f64>().unwrap();
+    let rows = logits
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_vec2::<f64>()
+        .unwrap();
     let s: f64 = rows
         .iter()
         .zip(answers)
@@ -25,8 +29,16 @@ fn logit_diff(logits: &Tensor, answers: &[(u32, u32)]) -> f64 {
 /// plus (corrupted − clean) output of `u`, through the final LayerNorm and the unembedding.
 fn direct_effect_by_hand(model: &Model, s: &Setup, u: Node, answers: &[(u32, u32)]) -> f64 {
     let run = |t: &Tensor| {
-        eval::run(model, t, &Patches::new(), RunOptions { cache: NameFilter::none(), ..Default::default() })
-            .unwrap()
+        eval::run(
+            model,
+            t,
+            &Patches::new(),
+            RunOptions {
+                cache: NameFilter::none(),
+                ..Default::default()
+            },
+        )
+        .unwrap()
     };
     let clean = run(&s.clean_tokens);
     let corr = run(&s.corrupted_tokens);
@@ -45,10 +57,21 @@ fn receiver_logits_is_the_direct_effect() {
     let s = f.setup();
     let pp = PathPatcher::new(&s).unwrap();
     let mut moved = 0;
-    for u in [Node::Embed, Node::Head(0, 1), Node::Head(1, 2), Node::Mlp(0), Node::Head(2, 3), Node::Mlp(2)] {
+    for u in [
+        Node::Embed,
+        Node::Head(0, 1),
+        Node::Head(1, 2),
+        Node::Mlp(0),
+        Node::Head(2, 3),
+        Node::Mlp(2),
+    ] {
         let got = pp.run(&[u], &[Receiver::Logits], None).unwrap();
         let want = direct_effect_by_hand(&f.model, &s, u, &f.answers);
-        assert!((got.metric - want).abs() < 1e-9, "{u}: {} vs {want}", got.metric);
+        assert!(
+            (got.metric - want).abs() < 1e-9,
+            "{u}: {} vs {want}",
+            got.metric
+        );
         assert_eq!(got.edges, 1);
         if got.change.abs() > 1e-4 {
             moved += 1;
@@ -64,8 +87,18 @@ fn a_cut_path_changes_nothing() {
     let receivers: Vec<Receiver> = Qkv::ALL.iter().map(|&x| Receiver::Head(1, 2, x)).collect();
     let s = f.setup();
     let pp = PathPatcher::new(&s).unwrap();
-    let r = pp.run(&[Node::Head(0, 1), Node::Mlp(0), Node::Embed], &receivers, None).unwrap();
-    assert!(r.change.abs() > 1e-6, "the path should matter in the intact model: {}", r.change);
+    let r = pp
+        .run(
+            &[Node::Head(0, 1), Node::Mlp(0), Node::Embed],
+            &receivers,
+            None,
+        )
+        .unwrap();
+    assert!(
+        r.change.abs() > 1e-6,
+        "the path should matter in the intact model: {}",
+        r.change
+    );
     // ... but once a1.h2's output is cut (W_O = 0) the path leads nowhere.
     let mut cut = f.model.clone();
     let w_o = &cut.w.blocks[1].w_o;
@@ -77,9 +110,16 @@ fn a_cut_path_changes_nothing() {
         .w_o
         .reshape((flat[0] * flat[1], flat[2]))
         .unwrap();
-    let s2 = Setup::from_tokens(&cut, &f.clean, &f.corrupted, &f.answers, Metric::LogitDiff).unwrap();
+    let s2 =
+        Setup::from_tokens(&cut, &f.clean, &f.corrupted, &f.answers, Metric::LogitDiff).unwrap();
     let pp2 = PathPatcher::new(&s2).unwrap();
-    let r2 = pp2.run(&[Node::Head(0, 1), Node::Mlp(0), Node::Embed], &receivers, None).unwrap();
+    let r2 = pp2
+        .run(
+            &[Node::Head(0, 1), Node::Mlp(0), Node::Embed],
+            &receivers,
+            None,
+        )
+        .unwrap();
     assert!(r2.edges > 0);
     assert_eq!(r2.metric, s2.clean_metric, "a cut path must change nothing");
     // a sender after the receiver has no path at all
@@ -107,7 +147,12 @@ fn every_sender_into_every_receiver_is_the_corrupted_run() {
         receivers.push(Receiver::Mlp(l));
     }
     let r = pp.run(&senders, &receivers, None).unwrap();
-    assert!((r.metric - s.corrupted_metric).abs() < 1e-9, "{} vs {}", r.metric, s.corrupted_metric);
+    assert!(
+        (r.metric - s.corrupted_metric).abs() < 1e-9,
+        "{} vs {}",
+        r.metric,
+        s.corrupted_metric
+    );
     assert!((r.normalized + 1.0).abs() < 1e-9);
 }
 
@@ -116,7 +161,12 @@ fn positions_where_the_inputs_agree_change_nothing() {
     let f = load(DType::F64);
     let s = f.setup();
     let pp = PathPatcher::new(&s).unwrap();
-    let receivers = [Receiver::Logits, Receiver::Mlp(0), Receiver::Head(1, 0, Qkv::V), Receiver::Head(2, 3, Qkv::K)];
+    let receivers = [
+        Receiver::Logits,
+        Receiver::Mlp(0),
+        Receiver::Head(1, 0, Qkv::V),
+        Receiver::Head(2, 3, Qkv::K),
+    ];
     // position 0 (BOS) is never corrupted: the embedding there is the same in both runs
     let at0 = s.position_mask(&[Position::Index(0)]).unwrap();
     let r = pp.run(&[Node::Embed], &receivers, Some(&at0)).unwrap();
@@ -136,7 +186,11 @@ fn iterative_path_patching_matches_single_runs() {
     assert_eq!(sweep.shape(), vec![cfg.n_layers, cfg.n_heads + 1]);
     for l in 0..cfg.n_layers {
         for h in 0..=cfg.n_heads {
-            let u = if h == cfg.n_heads { Node::Mlp(l) } else { Node::Head(l, h) };
+            let u = if h == cfg.n_heads {
+                Node::Mlp(l)
+            } else {
+                Node::Head(l, h)
+            };
             let want = direct_effect_by_hand(&f.model, &s, u, &f.answers) - s.clean_metric;
             assert!((sweep.get(&[l, h]) - want).abs() < 1e-9, "{u}");
         }

@@ -255,11 +255,12 @@ impl<'s, 'm> MeanAblation<'s, 'm> {
             for (g, rows) in &by_group {
                 let idx = Tensor::from_vec(rows.clone(), rows.len(), z.device())?;
                 let m = z.index_select(&idx, 0)?.to_dtype(DType::F64)?.mean(0)?; // [pm, H, dh]
-                // fit to the dataset's length: cut, or pad with zeros (padding is never read)
+                                                                                 // fit to the dataset's length: cut, or pad with zeros (padding is never read)
                 let m = if pm >= p {
                     m.narrow(0, 0, p)?
                 } else {
-                    let pad = Tensor::zeros((p - pm, cfg.n_heads, cfg.d_head), DType::F64, z.device())?;
+                    let pad =
+                        Tensor::zeros((p - pm, cfg.n_heads, cfg.d_head), DType::F64, z.device())?;
                     Tensor::cat(&[&m, &pad], 0)?
                 };
                 group_mean.insert(g, m.to_dtype(model.dtype)?);
@@ -323,7 +324,11 @@ impl<'s, 'm> MeanAblation<'s, 'm> {
                     }
                 }
             }
-            out.push(Tensor::from_vec(m, (b, p, nh, 1), self.setup.model.device())?);
+            out.push(Tensor::from_vec(
+                m,
+                (b, p, nh, 1),
+                self.setup.model.device(),
+            )?);
         }
         Ok(out)
     }
@@ -364,11 +369,7 @@ impl<'s, 'm> MeanAblation<'s, 'm> {
     }
 
     /// Faithfulness of `c` and completeness for each subset in `ks`.
-    pub fn evaluate(
-        &self,
-        c: &Circuit,
-        ks: &[BTreeSet<(usize, usize)>],
-    ) -> Result<AblationResult> {
+    pub fn evaluate(&self, c: &Circuit, ks: &[BTreeSet<(usize, usize)>]) -> Result<AblationResult> {
         let mean = crate::metric::mean;
         let f_m = self.setup.clean_metric;
         let circuit_rows = self.circuit(c)?;
@@ -400,7 +401,11 @@ impl<'s, 'm> MeanAblation<'s, 'm> {
 
 /// Each row's template group: the `template` feature when every row has one, else one group.
 pub fn template_groups(ds: &crate::data::Dataset) -> Vec<String> {
-    if ds.examples.iter().all(|e| e.features.contains_key("template")) {
+    if ds
+        .examples
+        .iter()
+        .all(|e| e.features.contains_key("template"))
+    {
         ds.examples
             .iter()
             .map(|e| e.features["template"].clone())

@@ -193,9 +193,10 @@ impl<'s, 'm> Patcher<'s, 'm> {
 
     /// The metric of the corrupted run with `name[ranges]` taken from the clean run.
     fn patched(&mut self, name: &str, layer: usize, ranges: Vec<Range<usize>>) -> Result<f64> {
-        let clean = self.clean.cache.get(name).ok_or_else(|| {
-            Error::input(format!("internal: activation {name} was not cached"))
-        })?;
+        let clean =
+            self.clean.cache.get(name).ok_or_else(|| {
+                Error::input(format!("internal: activation {name} was not cached"))
+            })?;
         let mut hook = SliceHook {
             name: name.to_string(),
             clean,

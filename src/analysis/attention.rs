@@ -110,7 +110,10 @@ impl AttentionPatterns {
             Axis::new("row", self.rows.iter().map(|r| r.to_string()).collect()),
             Axis::new(
                 "head",
-                self.heads.iter().map(|&(l, h)| format!("a{l}.h{h}")).collect(),
+                self.heads
+                    .iter()
+                    .map(|&(l, h)| format!("a{l}.h{h}"))
+                    .collect(),
             ),
             Axis::new("query", pos.clone()),
             Axis::new("key", pos),
@@ -127,7 +130,10 @@ impl AttentionPatterns {
         s.values = self
             .patterns
             .iter()
-            .flat_map(|r| r.iter().flat_map(|h| h.iter().flat_map(|q| q.iter().copied())))
+            .flat_map(|r| {
+                r.iter()
+                    .flat_map(|h| h.iter().flat_map(|q| q.iter().copied()))
+            })
             .collect();
         s.note(
             "value",

@@ -50,8 +50,7 @@ pub fn directions(setup: &Setup) -> Result<Tensor> {
     };
     let mut rows = Vec::with_capacity(setup.batch());
     for e in &setup.ds.examples {
-        let a = mean_rows(&e.answer)?
-            .ok_or_else(|| Error::input("a row has no answer token"))?;
+        let a = mean_rows(&e.answer)?.ok_or_else(|| Error::input("a row has no answer token"))?;
         let r = match mean_rows(&e.wrong)? {
             Some(w) => (a - w)?,
             None => a,
@@ -109,7 +108,10 @@ impl<'s, 'm> Attrib<'s, 'm> {
 fn add_notes(sweep: &mut Sweep, setup: &Setup, how: &str) {
     sweep.note("metric", setup.metric.to_string());
     sweep.note("clean_metric", setup.clean_metric);
-    sweep.note("direction", "mean W_U[:, answer] − mean W_U[:, wrong] per row (no b_U)");
+    sweep.note(
+        "direction",
+        "mean W_U[:, answer] − mean W_U[:, wrong] per row (no b_U)",
+    );
     sweep.note("value", how);
 }
 
@@ -213,10 +215,10 @@ pub fn logit_lens(setup: &Setup) -> Result<Sweep> {
     };
     let mut labels = Vec::new();
     let mut values = Vec::new();
-    for l in 0..cfg.n_layers {
+    for (l, mid_name) in mid.iter().enumerate() {
         labels.push(format!("{l}_pre"));
         values.push(lens(&a.run.resid[l])?);
-        if let Some(m) = a.run.cache.get(&mid[l]) {
+        if let Some(m) = a.run.cache.get(mid_name) {
             labels.push(format!("{l}_mid"));
             values.push(lens(m)?);
         }

@@ -91,9 +91,7 @@ impl<'s, 'm> PathPatcher<'s, 'm> {
         let metric = if patches.is_empty() {
             setup.clean_metric
         } else {
-            let first = patches
-                .first_layer(setup.model.cfg.n_layers)
-                .unwrap_or(0);
+            let first = patches.first_layer(setup.model.cfg.n_layers).unwrap_or(0);
             let run = eval::run(
                 setup.model,
                 &setup.clean_tokens,

@@ -182,7 +182,10 @@ impl Sweep {
             name: name.to_string(),
             title: title.to_string(),
             axes,
-            values: parts.iter().flat_map(|p| p.values.iter().copied()).collect(),
+            values: parts
+                .iter()
+                .flat_map(|p| p.values.iter().copied())
+                .collect(),
             notes: first.notes.clone(),
         })
     }
@@ -297,9 +300,9 @@ pub fn safetensors_f32(
 pub fn load_f64(path: &Path, key: &str) -> Result<(Vec<usize>, Vec<f64>)> {
     let map = candle_core::safetensors::load(path, &Device::Cpu)
         .map_err(|e| Error::input(format!("{}: {e}", path.display())))?;
-    let t = map.get(key).ok_or_else(|| {
-        Error::input(format!("{}: no tensor named '{key}'", path.display()))
-    })?;
+    let t = map
+        .get(key)
+        .ok_or_else(|| Error::input(format!("{}: no tensor named '{key}'", path.display())))?;
     let v = t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
     Ok((t.dims().to_vec(), v))
 }

@@ -178,7 +178,8 @@ pub fn panels(s: &Sweep) -> Vec<Panel> {
                         name: s.name.clone(),
                         title: String::new(),
                         axes: s.axes[2..].to_vec(),
-                        values: s.values[(a * shape[1] + b) * inner..(a * shape[1] + b + 1) * inner]
+                        values: s.values
+                            [(a * shape[1] + b) * inner..(a * shape[1] + b + 1) * inner]
                             .to_vec(),
                         notes: Default::default(),
                     };
@@ -262,7 +263,14 @@ fn geom(p: &Panel) -> Geom {
     }
 }
 
-fn draw_panel(out: &mut String, p: &Panel, x0: f64, y0: f64, scale: Scale, vmax: f64) -> (f64, f64) {
+fn draw_panel(
+    out: &mut String,
+    p: &Panel,
+    x0: f64,
+    y0: f64,
+    scale: Scale,
+    vmax: f64,
+) -> (f64, f64) {
     let g = geom(p);
     let nr = p.rows.len();
     let nc = p.cols.len();
@@ -426,7 +434,14 @@ pub fn panels_svg(title: &str, panels: &[Panel], scale: Scale) -> String {
         draw_panel(&mut out, p, x, y, scale, vmax);
     }
     let bar_h = (ph - 60.0).clamp(60.0, 320.0);
-    draw_colour_bar(&mut out, per_row as f64 * pw + 14.0, title_h + 10.0, bar_h, scale, vmax);
+    draw_colour_bar(
+        &mut out,
+        per_row as f64 * pw + 14.0,
+        title_h + 10.0,
+        bar_h,
+        scale,
+        vmax,
+    );
     out.push_str("</svg>\n");
     out
 }

@@ -141,7 +141,14 @@ pub fn run(a: &AblateArgs) -> Result<()> {
                 .iter()
                 .map(|(&(l, h), p)| {
                     let ps: Vec<String> = p.iter().map(|x| x.to_string()).collect();
-                    format!("a{l}.h{h}@{}", if ps.is_empty() { "*".into() } else { ps.join("@") })
+                    format!(
+                        "a{l}.h{h}@{}",
+                        if ps.is_empty() {
+                            "*".into()
+                        } else {
+                            ps.join("@")
+                        }
+                    )
                 })
                 .collect::<Vec<_>>(),
         ),
@@ -155,7 +162,10 @@ pub fn run(a: &AblateArgs) -> Result<()> {
         ("F(C): the circuit", format!("{:.6}", res.circuit)),
         ("F(C) / F(M)", format!("{:.4}", res.faithfulness_ratio)),
         ("|F(C) − F(M)|", format!("{:.6}", res.faithfulness_gap)),
-        ("F(∅): every head mean-ablated", format!("{:.6}", res.nothing)),
+        (
+            "F(∅): every head mean-ablated",
+            format!("{:.6}", res.nothing),
+        ),
     ]);
     if !res.completeness.is_empty() {
         report.heading("Completeness");

@@ -60,7 +60,12 @@ pub fn run(a: &Args) -> Result<()> {
         (model, Some(tok), rows, a.prompt.clone())
     } else {
         let loaded = a.input.load(false)?;
-        let rows: Vec<Vec<u32>> = loaded.ds.examples.iter().map(|e| e.tokens.clone()).collect();
+        let rows: Vec<Vec<u32>> = loaded
+            .ds
+            .examples
+            .iter()
+            .map(|e| e.tokens.clone())
+            .collect();
         let caps = loaded
             .ds
             .examples

@@ -152,7 +152,10 @@ pub fn save_sweeps(path: &Path, sweeps: &[(&str, &Sweep)]) -> Result<()> {
         .map(|(k, sh, v)| (k.as_str(), sh.as_slice(), v.as_slice()))
         .collect();
     let mut meta = std::collections::BTreeMap::new();
-    meta.insert("circuitscope".to_string(), circuitscope::version().to_string());
+    meta.insert(
+        "circuitscope".to_string(),
+        circuitscope::version().to_string(),
+    );
     let bytes = circuitscope::analysis::sweep::safetensors_f32(&refs, &meta)?;
     circuitscope::error::write_atomic(path, &bytes)?;
     let json: serde_json::Map<String, serde_json::Value> = sweeps

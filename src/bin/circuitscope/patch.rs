@@ -194,12 +194,18 @@ fn run_path(a: &PathArgs) -> Result<()> {
         )],
     );
     sweep.values = vec![r.metric, r.change, r.normalized];
-    sweep.note("senders", names(senders.iter().map(|s| s.to_string()).collect()));
+    sweep.note(
+        "senders",
+        names(senders.iter().map(|s| s.to_string()).collect()),
+    );
     sweep.note(
         "receivers",
         names(receivers.iter().map(|s| s.to_string()).collect()),
     );
-    sweep.note("positions", names(pos.iter().map(|p| p.to_string()).collect()));
+    sweep.note(
+        "positions",
+        names(pos.iter().map(|p| p.to_string()).collect()),
+    );
     sweep.note("edges", r.edges as u64);
     sweep.note("clean_metric", setup.clean_metric);
     sweep.note("corrupted_metric", setup.corrupted_metric);
