@@ -241,3 +241,72 @@ fn bad_inputs_fail_clearly_and_write_nothing() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("does not exist"));
     assert!(!out.exists());
 }
+
+#[test]
+fn ablate_from_a_dataset_with_templates_and_named_positions_matches_transformer_lens() {
+    // The rows of the fixture as a JSONL dataset: two templates (rows 0–1, 2–3), a named
+    // position X = 3, the corrupted rows as the means (per template).
+    let tmp = tempfile::tempdir().unwrap();
+    let f = load(DType::F64);
+    let refs: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture_dir().join("analysis.json")).unwrap(),
+    )
+    .unwrap();
+    let mut lines = String::new();
+    for i in 0..f.clean.len() {
+        let line = serde_json::json!({
+            "prompt": format!("row {i}"),
+            "tokens": f.clean[i],
+            "corrupted_tokens": f.corrupted[i],
+            "answer": [f.answers[i].0],
+            "wrong": [f.answers[i].1],
+            "positions": {"END": 7, "X": 3},
+            "features": {"template": if i < 2 { "t0" } else { "t1" }},
+        });
+        lines.push_str(&line.to_string());
+        lines.push('\n');
+    }
+    let ds = tmp.path().join("rows.jsonl");
+    std::fs::write(&ds, lines).unwrap();
+    let out = tmp.path().join("abl.safetensors");
+    let args: Vec<String> = [
+        "ablate",
+        "--model",
+        &fixture_dir().display().to_string(),
+        "--dataset",
+        &ds.display().to_string(),
+        "--dtype",
+        "f64",
+        "--circuit",
+        "a1.h2@END, a2.h0@END@-2, a0.h1@X",
+        "--k",
+        "a1.h2",
+        "--out",
+        &out.display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    run_ok(&args);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.with_extension("json")).unwrap())
+            .unwrap();
+    let res = &json["ablation"]["notes"]["result"];
+    let a = &refs["ablation"];
+    let close = |x: &serde_json::Value, y: &serde_json::Value| {
+        let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+        assert!((x - y).abs() < 1e-9, "{x} vs {y}");
+    };
+    close(&res["model"], &a["model"]);
+    close(&res["circuit"], &a["circuit_metric"]);
+    close(&res["nothing"], &a["nothing"]);
+    close(
+        &res["completeness"][0]["circuit_minus_k"],
+        &a["circuit_minus_k"],
+    );
+    close(
+        &res["completeness"][0]["model_minus_k"],
+        &a["model_minus_k"],
+    );
+    assert_self_contained(&std::fs::read_to_string(out.with_extension("html")).unwrap());
+}

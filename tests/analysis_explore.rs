@@ -141,3 +141,25 @@ fn a_circuit_of_every_head_everywhere_is_the_model() {
     assert!((res.circuit - s.clean_metric).abs() < 1e-12);
     assert!((res.faithfulness_ratio - 1.0).abs() < 1e-12);
 }
+
+#[test]
+fn the_shipped_ioi_minimal_circuit_parses_for_gpt2_small() {
+    let fx = load(DType::F64);
+    let mut cfg = fx.model.cfg.clone();
+    cfg.n_layers = 12;
+    cfg.n_heads = 12;
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/ioi-minimal-circuit.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let c = Circuit::from_json(&text, "ioi-minimal-circuit.json", &cfg).unwrap();
+    assert_eq!(c.heads.len(), 26, "ARENA's circuit has 26 heads");
+    assert_eq!(c.heads[&(9, 9)], vec![Position::Named("END".into())]);
+    assert_eq!(c.heads[&(2, 2)], vec![Position::Named("S1+1".into())]);
+    assert_eq!(c.heads[&(5, 5)], vec![Position::Named("S2".into())]);
+    // the tiny model has no layer 9: a clear error naming the file
+    let err = Circuit::from_json(&text, "ioi-minimal-circuit.json", &fx.model.cfg).unwrap_err();
+    assert!(
+        err.to_string().contains("ioi-minimal-circuit.json"),
+        "{err}"
+    );
+}
