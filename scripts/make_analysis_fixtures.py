@@ -14,7 +14,9 @@ and corrupted tokens and answers are reused). Offline, CPU, deterministic. Compu
 - value-weighted attention patterns (REMIX): pattern[q, k] * ||v_k|| for chosen heads and rows;
 - mean ablation (ARENA's minimal circuit): hook_z replaced by per-group means over the
   corrupted tokens, except chosen heads at chosen positions (per row), metric = mean logit
-  difference at the last position; plus M minus K (K's heads ablated everywhere) and C minus K.
+  difference at the last position; plus M minus K (K's heads ablated everywhere) and C minus K;
+- ARENA's path patching (senders' z corrupted, other heads frozen, MLPs recomputed) to the
+  logits and to receivers' q / v.
 """
 
 from __future__ import annotations
@@ -142,6 +144,56 @@ def main() -> int:
         "nothing": run_keep(circuit_keep({})),
         "circuit_minus_k": run_keep(circuit_keep(c_minus_k)),
         "model_minus_k": run_keep(model_minus(kset)),
+    }
+    # ARENA's path patching (get_path_patch_head_to_final_resid_post / _head_to_heads): the
+    # sender's z from the corrupted run, every other head's z frozen to the clean run, MLPs
+    # recomputed; for heads, the receivers' q (or v) from that run patched into the clean run
+    # at every position.
+    with torch.no_grad():
+        _, clean_cache = tl.run_with_cache(clean)
+        _, corr_cache = tl.run_with_cache(corrupted)
+
+    def freeze_hook(sender):
+        def hook(z, hook):
+            layer = hook.layer()
+            out = clean_cache[hook.name].clone()
+            if sender[0] == layer:
+                out[:, :, sender[1]] = corr_cache[hook.name][:, :, sender[1]]
+            return out
+
+        return hook
+
+    def arena(sender, receivers, letter):
+        hooks = [(lambda n: n.endswith("hook_z"), freeze_hook(sender))]
+        if not receivers:
+            with torch.no_grad():
+                return metric(tl.run_with_hooks(clean, fwd_hooks=hooks))
+        names = sorted({f"blocks.{l}.attn.hook_{letter}" for (l, _) in receivers})
+        with torch.no_grad():
+            with tl.hooks(fwd_hooks=hooks):
+                _, pc = tl.run_with_cache(clean, names_filter=lambda n: n in names)
+
+        def patch(act, hook):
+            for (l, h) in receivers:
+                if hook.layer() == l:
+                    act[:, :, h] = pc[hook.name][:, :, h]
+            return act
+
+        with torch.no_grad():
+            logits = tl.run_with_hooks(clean, fwd_hooks=[(lambda n: n in names, patch)])
+        return metric(logits)
+
+    nl, nh = tl.cfg.n_layers, tl.cfg.n_heads
+    out["path_through_mlps"] = {
+        "to_logits": [[arena((l, h), [], "q") for h in range(nh)] for l in range(nl)],
+        "to_q": {
+            "receivers": [[2, 3], [2, 0]],
+            "values": [[arena((l, h), [(2, 3), (2, 0)], "q") for h in range(nh)] for l in range(2)],
+        },
+        "to_v": {
+            "receivers": [[1, 1]],
+            "values": [[arena((0, h), [(1, 1)], "v") for h in range(nh)]],
+        },
     }
     OUT.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {OUT}")

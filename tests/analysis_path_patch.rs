@@ -205,3 +205,65 @@ fn iterative_path_patching_matches_single_runs() {
     let r = pp.run(&[Node::Head(0, 2)], &recv, None).unwrap();
     assert_eq!(sweep.get(&[0, 2]), r.normalized);
 }
+
+#[test]
+fn through_mlps_matches_arenas_path_patching() {
+    // scripts/make_analysis_fixtures.py ran ARENA's get_path_patch_head_to_final_resid_post
+    // and get_path_patch_head_to_heads with TransformerLens in float64.
+    use circuitscope::analysis::PathMode;
+    let f = load(DType::F64);
+    let s = f.setup();
+    let refs: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(analysis_common::fixture_dir().join("analysis.json")).unwrap(),
+    )
+    .unwrap();
+    let r = &refs["path_through_mlps"];
+    let pp = PathPatcher::new(&s)
+        .unwrap()
+        .with_mode(PathMode::ThroughMlps);
+    let close = |got: f64, want: &serde_json::Value, what: String| {
+        let w = want.as_f64().unwrap();
+        assert!((got - w).abs() < 1e-9, "{what}: {got} vs {w}");
+    };
+    for l in 0..3 {
+        for h in 0..4 {
+            let got = pp
+                .run(&[Node::Head(l, h)], &[Receiver::Logits], None)
+                .unwrap();
+            close(
+                got.metric,
+                &r["to_logits"][l][h],
+                format!("a{l}.h{h} → logits"),
+            );
+        }
+    }
+    let to_q = [Receiver::Head(2, 3, Qkv::Q), Receiver::Head(2, 0, Qkv::Q)];
+    for l in 0..2 {
+        for h in 0..4 {
+            let got = pp.run(&[Node::Head(l, h)], &to_q, None).unwrap();
+            close(
+                got.metric,
+                &r["to_q"]["values"][l][h],
+                format!("a{l}.h{h} → q"),
+            );
+        }
+    }
+    let to_v = [Receiver::Head(1, 1, Qkv::V)];
+    for h in 0..4 {
+        let got = pp.run(&[Node::Head(0, h)], &to_v, None).unwrap();
+        close(
+            got.metric,
+            &r["to_v"]["values"][0][h],
+            format!("a0.h{h} → a1.h1.v"),
+        );
+    }
+    // the direct effect leaves out the paths through the MLPs (and through other heads)
+    let direct = PathPatcher::new(&s).unwrap();
+    let a = direct
+        .run(&[Node::Head(0, 1)], &[Receiver::Logits], None)
+        .unwrap();
+    let b = pp
+        .run(&[Node::Head(0, 1)], &[Receiver::Logits], None)
+        .unwrap();
+    assert!((a.metric - b.metric).abs() > 1e-6);
+}

@@ -20,6 +20,6 @@ pub use act_patch::{act_patch, act_patch_with, ActPatchOptions, ActTarget};
 pub use attention::{attention_patterns, AttentionPatterns};
 pub use copying::copying_scores;
 pub use dla::{dla_heads, dla_layers, logit_lens};
-pub use path_patch::{PathPatcher, PathResult};
+pub use path_patch::{PathMode, PathPatcher, PathResult};
 pub use setup::{Position, Setup};
 pub use sweep::{Axis, Sweep};

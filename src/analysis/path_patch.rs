@@ -18,15 +18,29 @@
 use super::setup::{Position, Setup};
 use super::sweep::{Axis, Sweep};
 use crate::error::{Error, Result};
-use crate::eval::{self, NameFilter, Patches, Run, RunOptions};
+use crate::eval::{self, Hook, NameFilter, Patches, Run, RunOptions};
 use crate::graph::{Node, Receiver};
 use candle_core::Tensor;
+
+/// How the senders' effect reaches the receivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PathMode {
+    /// Direct edges only: every other component is the clean run (REMIX, ACDC edges).
+    #[default]
+    Direct,
+    /// ARENA's / the IOI paper's path patching: the senders' corrupted outputs pass through the
+    /// MLPs (recomputed) while every other head's output is frozen to the clean run; the
+    /// receivers' q, k, v (or MLP input) from that run are then patched into the clean run.
+    /// With `logits` as the receiver, the result is that first run's output.
+    ThroughMlps,
+}
 
 /// The clean and corrupted runs path patching needs.
 pub struct PathPatcher<'s, 'm> {
     setup: &'s Setup<'m>,
     clean: Run,
     corrupted: Run,
+    mode: PathMode,
 }
 
 /// The result of one path-patching run.
@@ -50,7 +64,14 @@ impl<'s, 'm> PathPatcher<'s, 'm> {
             setup,
             clean: setup.clean_run(NameFilter::none())?,
             corrupted: setup.corrupted_run(NameFilter::none())?,
+            mode: PathMode::Direct,
         })
+    }
+
+    /// Use another [`PathMode`].
+    pub fn with_mode(mut self, mode: PathMode) -> Self {
+        self.mode = mode;
+        self
     }
 
     /// The setup.
@@ -85,6 +106,9 @@ impl<'s, 'm> PathPatcher<'s, 'm> {
         receivers: &[Receiver],
         mask: Option<&Tensor>,
     ) -> Result<PathResult> {
+        if self.mode == PathMode::ThroughMlps {
+            return self.run_through_mlps(senders, receivers, mask);
+        }
         let setup = self.setup;
         let patches = self.patches(senders, receivers, mask)?;
         let edges = patches.len();
@@ -111,6 +135,153 @@ impl<'s, 'm> PathPatcher<'s, 'm> {
             normalized: change / (setup.clean_metric - setup.corrupted_metric),
             edges,
         })
+    }
+
+    fn result(&self, metric: f64, edges: usize) -> PathResult {
+        let setup = self.setup;
+        let change = metric - setup.clean_metric;
+        PathResult {
+            metric,
+            change,
+            normalized: change / (setup.clean_metric - setup.corrupted_metric),
+            edges,
+        }
+    }
+
+    /// [`PathMode::ThroughMlps`]: two runs on the clean tokens, both through hooks.
+    fn run_through_mlps(
+        &self,
+        senders: &[Node],
+        receivers: &[Receiver],
+        mask: Option<&Tensor>,
+    ) -> Result<PathResult> {
+        let setup = self.setup;
+        let model = setup.model;
+        let cfg = &model.cfg;
+        let n = cfg.n_layers;
+        if senders.contains(&Node::Embed) {
+            return Err(Error::input(
+                "path patching through MLPs takes heads and MLPs as senders, not embed",
+            ));
+        }
+        if receivers.contains(&Receiver::Logits) && receivers.len() > 1 {
+            return Err(Error::input(
+                "path patching through MLPs: patch into logits alone, or into heads and MLPs",
+            ));
+        }
+        let edges = receivers
+            .iter()
+            .map(|r| senders.iter().filter(|u| u.feeds(r, cfg)).count())
+            .sum();
+        if edges == 0 {
+            return Ok(self.result(setup.clean_metric, 0));
+        }
+        // run 1: senders corrupted, every other head frozen to clean, MLPs recomputed
+        let mut is_sender = vec![vec![0u8; cfg.n_heads]; n];
+        let mut mlp_sender = vec![false; n];
+        for u in senders {
+            match *u {
+                Node::Head(l, h) => is_sender[l][h] = 1,
+                Node::Mlp(l) => mlp_sender[l] = true,
+                Node::Embed => {}
+            }
+        }
+        let dev = model.device();
+        let head_masks = is_sender
+            .iter()
+            .map(|v| Ok(Tensor::from_vec(v.clone(), (1, 1, cfg.n_heads, 1), dev)?))
+            .collect::<Result<Vec<_>>>()?;
+        let mut freeze = FreezeHook {
+            clean: &self.clean,
+            corrupted: &self.corrupted,
+            head_masks,
+            mlp_sender,
+        };
+        let first_sender = senders.iter().filter_map(Node::layer).min().unwrap_or(0);
+        let mut names: Vec<String> = Vec::new();
+        for r in receivers {
+            match *r {
+                Receiver::Head(l, _, x) => {
+                    names.push(format!("blocks.{l}.attn.hook_{}", x.letter()))
+                }
+                Receiver::Mlp(l) => names.push(format!("blocks.{l}.hook_mlp_in")),
+                Receiver::Logits => {}
+            }
+        }
+        names.sort();
+        names.dedup();
+        let frozen = eval::run(
+            model,
+            &setup.clean_tokens,
+            &Patches::new(),
+            RunOptions {
+                cache: NameFilter::new(&names, cfg)?,
+                logits: setup.logits_at(),
+                hook: Some(&mut freeze),
+                resume: Some((&self.clean, first_sender)),
+            },
+        )?;
+        if receivers == [Receiver::Logits] {
+            let m = setup.score_run(&frozen)?;
+            return Ok(self.result(m, edges));
+        }
+        // run 2: the clean run with the receivers' inputs from run 1
+        let (b, p) = (setup.batch(), setup.seq_len());
+        let pos_mask: Vec<u8> = match mask {
+            Some(m) => m
+                .to_dtype(candle_core::DType::F64)?
+                .flatten_all()?
+                .to_vec1::<f64>()?
+                .iter()
+                .map(|&x| u8::from(x != 0.0))
+                .collect(),
+            None => vec![1; b * p],
+        };
+        let mut replace: std::collections::BTreeMap<String, (Tensor, Tensor)> = Default::default();
+        for name in &names {
+            let captured = frozen
+                .cache
+                .get(name)
+                .ok_or_else(|| Error::input(format!("internal: {name} not cached")))?
+                .clone();
+            let m = if name.ends_with("hook_mlp_in") {
+                Tensor::from_vec(pos_mask.clone(), (b, p, 1), dev)?
+            } else {
+                let l: usize = name
+                    .split('.')
+                    .nth(1)
+                    .and_then(|x| x.parse().ok())
+                    .unwrap_or(0);
+                let letter = name.chars().last().unwrap_or('q');
+                let mut v = vec![0u8; b * p * cfg.n_heads];
+                for r in receivers {
+                    if let Receiver::Head(rl, h, x) = *r {
+                        if rl == l && x.letter() == letter {
+                            for i in 0..b * p {
+                                v[i * cfg.n_heads + h] = pos_mask[i];
+                            }
+                        }
+                    }
+                }
+                Tensor::from_vec(v, (b, p, cfg.n_heads, 1), dev)?
+            };
+            replace.insert(name.clone(), (captured, m));
+        }
+        let mut hook = ReplaceHook { replace };
+        let first = receivers.iter().map(|r| r.layer(n)).min().unwrap_or(0);
+        let run = eval::run(
+            model,
+            &setup.clean_tokens,
+            &Patches::new(),
+            RunOptions {
+                logits: setup.logits_at(),
+                hook: Some(&mut hook),
+                resume: Some((&self.clean, first)),
+                ..Default::default()
+            },
+        )?;
+        let m = setup.score_run(&run)?;
+        Ok(self.result(m, edges))
     }
 
     /// Iterative path patching: every head and MLP alone as the sender into `receivers`.
@@ -152,8 +323,12 @@ impl<'s, 'm> PathPatcher<'s, 'm> {
                 sweep.set(&[l, col], pick(r));
             }
         }
-        let embed = self.run(&[Node::Embed], receivers, mask)?;
-        sweep.note("embed", pick(embed));
+        if self.mode == PathMode::Direct {
+            let embed = self.run(&[Node::Embed], receivers, mask)?;
+            sweep.note("embed", pick(embed));
+        } else {
+            sweep.note("mode", "through MLPs (other heads frozen)");
+        }
         sweep.note("receivers", names);
         sweep.note("metric", self.setup.metric.to_string());
         sweep.note("clean_metric", self.setup.clean_metric);
@@ -169,6 +344,61 @@ impl<'s, 'm> PathPatcher<'s, 'm> {
             },
         );
         Ok(sweep)
+    }
+}
+
+/// Run 1 of [`PathMode::ThroughMlps`]: every head's `hook_z` is the clean run's, except the
+/// senders' (the corrupted run's); MLP senders' outputs are the corrupted run's.
+struct FreezeHook<'a> {
+    clean: &'a Run,
+    corrupted: &'a Run,
+    /// Per layer `[1, 1, heads, 1]` u8: 1 = sender.
+    head_masks: Vec<Tensor>,
+    mlp_sender: Vec<bool>,
+}
+
+fn layer_of(name: &str) -> Option<usize> {
+    name.strip_prefix("blocks.")?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
+}
+
+impl Hook for FreezeHook<'_> {
+    fn wants(&self, name: &str) -> bool {
+        name.ends_with(".attn.hook_z")
+            || (name.ends_with(".hook_mlp_out")
+                && layer_of(name).is_some_and(|l| self.mlp_sender[l]))
+    }
+
+    fn visit(&mut self, name: &str, act: Tensor) -> Result<Tensor> {
+        let l = layer_of(name).ok_or_else(|| Error::input(format!("internal: {name}")))?;
+        if name.ends_with(".hook_mlp_out") {
+            return self.corrupted.mlp_out[l]
+                .clone()
+                .ok_or_else(|| Error::input("this model has no MLPs"));
+        }
+        let m = self.head_masks[l].broadcast_as(act.dims())?;
+        Ok(m.where_cond(&self.corrupted.z[l], &self.clean.z[l])?)
+    }
+}
+
+/// Run 2 of [`PathMode::ThroughMlps`]: named activations replaced where a u8 mask is 1.
+struct ReplaceHook {
+    replace: std::collections::BTreeMap<String, (Tensor, Tensor)>,
+}
+
+impl Hook for ReplaceHook {
+    fn wants(&self, name: &str) -> bool {
+        self.replace.contains_key(name)
+    }
+
+    fn visit(&mut self, name: &str, act: Tensor) -> Result<Tensor> {
+        match self.replace.get(name) {
+            Some((with, m)) => Ok(m.broadcast_as(act.dims())?.where_cond(with, &act)?),
+            None => Ok(act),
+        }
     }
 }
 

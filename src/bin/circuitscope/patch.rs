@@ -4,7 +4,7 @@
 use crate::inputs::{print_top, setup_facts, InputArgs, OutputArgs};
 use anyhow::Result;
 use circuitscope::analysis::path_patch::{mask_for, parse_receivers, parse_senders};
-use circuitscope::analysis::{act_patch, ActTarget, PathPatcher, Position, Sweep};
+use circuitscope::analysis::{act_patch, ActTarget, PathMode, PathPatcher, Position, Sweep};
 use circuitscope::report::html::Report;
 
 /// Arguments of `circuitscope patch`.
@@ -60,7 +60,9 @@ const PATH_EXAMPLES: &str = "Examples:
 
 Receivers: a head's input a9.h6.q / .k / .v (a9.h6 = all three), an MLP m3, or logits.
 Senders: embed, heads a9.h6 (a9.* = every head of layer 9), MLPs m3. Each receiver reads
-clean input + Σ (corrupted − current output of each sender that feeds it), at --positions.";
+clean input + Σ (corrupted − current output of each sender that feeds it), at --positions.
+With --through-mlps (ARENA's path patching) the senders' corrupted outputs also pass through
+the recomputed MLPs while every other head is frozen to the clean run.";
 
 /// Arguments of `patch path`.
 #[derive(clap::Args)]
@@ -80,6 +82,10 @@ pub struct PathArgs {
     /// (-1 = END); default every position.
     #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     positions: Vec<String>,
+    /// ARENA / IOI-paper path patching: the senders' effect also flows through the MLPs
+    /// (recomputed) while every other head is frozen to the clean run.
+    #[arg(long)]
+    through_mlps: bool,
 }
 
 const ITER_EXAMPLES: &str = "Examples:
@@ -109,6 +115,18 @@ pub struct IterArgs {
     /// Divide the changes by (clean − corrupted).
     #[arg(long)]
     normalize: bool,
+    /// ARENA / IOI-paper path patching: the sender's effect also flows through the MLPs
+    /// (recomputed) while every other head is frozen to the clean run.
+    #[arg(long)]
+    through_mlps: bool,
+}
+
+fn mode(through_mlps: bool) -> PathMode {
+    if through_mlps {
+        PathMode::ThroughMlps
+    } else {
+        PathMode::Direct
+    }
 }
 
 fn positions(list: &[String]) -> Result<Vec<Position>> {
@@ -172,7 +190,7 @@ fn run_path(a: &PathArgs) -> Result<()> {
     let setup = loaded.setup(metric)?;
     let pos = positions(&a.positions)?;
     let mask = mask_for(&setup, &pos)?;
-    let pp = PathPatcher::new(&setup)?;
+    let pp = PathPatcher::new(&setup)?.with_mode(mode(a.through_mlps));
     let r = pp.run(&senders, &receivers, mask.as_ref())?;
     if r.edges == 0 {
         eprintln!(
@@ -245,7 +263,7 @@ fn run_iter(a: &IterArgs) -> Result<()> {
     let setup = loaded.setup(metric)?;
     let pos = positions(&a.positions)?;
     let mask = mask_for(&setup, &pos)?;
-    let pp = PathPatcher::new(&setup)?;
+    let pp = PathPatcher::new(&setup)?.with_mode(mode(a.through_mlps));
     let t0 = std::time::Instant::now();
     let mut sweep = pp.iterative(&receivers, mask.as_ref(), a.normalize)?;
     eprintln!(
