@@ -469,8 +469,11 @@ fn select_templates(opts: &IoiOptions) -> Result<Vec<Template>> {
             v
         }
     };
+    // The same text twice (e.g. baba-0 and baba-late-0) would count its prompts twice.
+    let mut seen = BTreeSet::new();
     pairs
         .iter()
+        .filter(|(_, text)| seen.insert(text.clone()))
         .map(|(id, text)| Template::parse(id, text))
         .collect()
 }
