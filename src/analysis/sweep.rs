@@ -214,28 +214,49 @@ impl Sweep {
         })
     }
 
-    /// Write `path` (safetensors: the values as f32 under `key`, plus `shape` metadata) and
-    /// `path` with the extension `.json` (the description from [`Sweep::to_json`]). Both are
-    /// written atomically.
+    /// Write `path` (safetensors: the values as f32 under `key`) and the same name with
+    /// `.json` (`{key: description}`, see [`Sweep::to_json`]), both atomically.
     pub fn save(&self, path: &Path, key: &str) -> Result<()> {
-        let f32s: Vec<f32> = self.values.iter().map(|&v| v as f32).collect();
-        let mut meta = BTreeMap::new();
-        meta.insert("name".to_string(), self.name.clone());
+        save_sweeps(path, &[(key, self)])
+    }
+}
+
+/// Write several sweeps into one safetensors file (f32, one tensor per key) and a JSON file
+/// beside it (same name, `.json`: `{key: description}`), both atomically.
+pub fn save_sweeps(path: &Path, sweeps: &[(&str, &Sweep)]) -> Result<()> {
+    let f32s: Vec<Vec<f32>> = sweeps
+        .iter()
+        .map(|(_, s)| s.values.iter().map(|&v| v as f32).collect())
+        .collect();
+    let shapes: Vec<Vec<usize>> = sweeps.iter().map(|(_, s)| s.shape()).collect();
+    let refs: Vec<(&str, &[usize], &[f32])> = sweeps
+        .iter()
+        .zip(&shapes)
+        .zip(&f32s)
+        .map(|(((k, _), sh), v)| (*k, sh.as_slice(), v.as_slice()))
+        .collect();
+    let mut meta = BTreeMap::new();
+    meta.insert("circuitscope".to_string(), crate::version().to_string());
+    for (k, s) in sweeps {
         meta.insert(
-            "axes".to_string(),
-            self.axes
+            format!("{k}.axes"),
+            s.axes
                 .iter()
                 .map(|a| a.name.as_str())
                 .collect::<Vec<_>>()
                 .join(","),
         );
-        let bytes = safetensors_f32(&[(key, &self.shape(), &f32s)], &meta)?;
-        write_atomic(path, &bytes)?;
-        let json = serde_json::to_string_pretty(&self.to_json())
-            .map_err(|e| Error::input(format!("cannot serialise {}: {e}", self.name)))?;
-        write_atomic(path.with_extension("json"), json.as_bytes())?;
-        Ok(())
     }
+    let bytes = safetensors_f32(&refs, &meta)?;
+    write_atomic(path, &bytes)?;
+    let json: serde_json::Map<String, serde_json::Value> = sweeps
+        .iter()
+        .map(|(k, s)| (k.to_string(), s.to_json()))
+        .collect();
+    let text = serde_json::to_string_pretty(&json)
+        .map_err(|e| Error::input(format!("cannot serialise {}: {e}", path.display())))?;
+    write_atomic(path.with_extension("json"), text.as_bytes())?;
+    Ok(())
 }
 
 /// A name safe for file names: letters, digits, `_`, `-` and `.`.

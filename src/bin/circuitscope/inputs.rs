@@ -4,6 +4,7 @@
 
 use anyhow::{bail, Context, Result};
 use circuitscope::analysis::setup::tokens_dataset;
+use circuitscope::analysis::sweep::save_sweeps;
 use circuitscope::analysis::{Setup, Sweep};
 use circuitscope::data::{Dataset, JsonlOptions, TaskSpec};
 use circuitscope::metric::Metric;
@@ -133,38 +134,6 @@ impl OutputArgs {
         }
         Ok(())
     }
-}
-
-/// Save several sweeps into one safetensors file (and one JSON file beside it).
-pub fn save_sweeps(path: &Path, sweeps: &[(&str, &Sweep)]) -> Result<()> {
-    let f32s: Vec<(String, Vec<usize>, Vec<f32>)> = sweeps
-        .iter()
-        .map(|(k, s)| {
-            (
-                k.to_string(),
-                s.shape(),
-                s.values.iter().map(|&v| v as f32).collect(),
-            )
-        })
-        .collect();
-    let refs: Vec<(&str, &[usize], &[f32])> = f32s
-        .iter()
-        .map(|(k, sh, v)| (k.as_str(), sh.as_slice(), v.as_slice()))
-        .collect();
-    let mut meta = std::collections::BTreeMap::new();
-    meta.insert(
-        "circuitscope".to_string(),
-        circuitscope::version().to_string(),
-    );
-    let bytes = circuitscope::analysis::sweep::safetensors_f32(&refs, &meta)?;
-    circuitscope::error::write_atomic(path, &bytes)?;
-    let json: serde_json::Map<String, serde_json::Value> = sweeps
-        .iter()
-        .map(|(k, s)| (k.to_string(), s.to_json()))
-        .collect();
-    let text = serde_json::to_string_pretty(&json)?;
-    circuitscope::error::write_atomic(path.with_extension("json"), text.as_bytes())?;
-    Ok(())
 }
 
 fn check_parent(p: &Path) -> Result<()> {
