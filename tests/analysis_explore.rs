@@ -163,3 +163,62 @@ fn the_shipped_ioi_minimal_circuit_parses_for_gpt2_small() {
         "{err}"
     );
 }
+
+/// A GPT-2-shaped model (12 layers × 12 heads, GPT-2's vocabulary) with random weights and
+/// GPT-2's tokenizer, for the IOI task's named positions and templates.
+fn ioi_model() -> (
+    circuitscope::model::Model,
+    circuitscope::tokenizer::Tokenizer,
+) {
+    use circuitscope::model::{random, Model};
+    let cfg = random::gpt2_config(12, 96, 12, 50257);
+    let w = random::random_weights(&cfg, 3, DType::F64).unwrap();
+    let model = Model::from_weights(cfg, w, DType::F64).unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/gpt2-tokenizer");
+    let tok = circuitscope::tokenizer::Tokenizer::from_model_dir(&dir).unwrap();
+    (model, tok)
+}
+
+#[test]
+fn ioi_minimal_circuit_runs_on_ioi_rows_with_per_template_means() {
+    use circuitscope::analysis::ablation::template_groups;
+    use circuitscope::analysis::Setup;
+    use circuitscope::data::TaskSpec;
+    use circuitscope::metric::Metric;
+    let (model, tok) = ioi_model();
+    let spec = TaskSpec::from_ron(
+        r#"Ioi(n: 12, prompt_type: Mixed, templates: 4, seed: 1, flip: "ABB->XYZ, BAB->XYZ")"#,
+        "test",
+    )
+    .unwrap();
+    let ds = spec.build(&tok).unwrap();
+    let s = Setup::from_dataset(&model, ds, Metric::LogitDiff).unwrap();
+    let groups = template_groups(&s.ds);
+    let distinct: BTreeSet<&String> = groups.iter().collect();
+    assert!(distinct.len() > 1, "mixed templates: several groups");
+    let ma = MeanAblation::new(&s, &s.corrupted_tokens, &groups, &groups).unwrap();
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/ioi-minimal-circuit.json");
+    let c = Circuit::from_json(&std::fs::read_to_string(path).unwrap(), "ioi", &model.cfg).unwrap();
+    let k: BTreeSet<(usize, usize)> = [(9, 9), (10, 0), (9, 6)].into_iter().collect();
+    let res = ma.evaluate(&c, &[k]).unwrap();
+    assert!(res.circuit.is_finite() && res.completeness[0].gap.is_finite());
+    // the circuit keeps S2 / S1+1 / END per row: different from keeping nothing and from
+    // keeping everything
+    assert!((res.circuit - res.nothing).abs() > 1e-9);
+    assert!((res.circuit - res.model).abs() > 1e-9);
+    // every head kept everywhere is the model itself
+    let all: Vec<String> = (0..12)
+        .flat_map(|l| (0..12).map(move |h| format!("a{l}.h{h}")))
+        .collect();
+    let full = Circuit::parse(&all.join(","), &model.cfg).unwrap();
+    assert!((mean(&ma.circuit(&full).unwrap()) - s.clean_metric).abs() < 1e-12);
+    // per-template means differ from one mean over all rows
+    let one = vec!["all".to_string(); s.batch()];
+    let ma1 = MeanAblation::new(&s, &s.corrupted_tokens, &one, &one).unwrap();
+    assert!((mean(&ma1.circuit(&c).unwrap()) - res.circuit).abs() > 1e-9);
+}
+
+fn mean(v: &[f64]) -> f64 {
+    circuitscope::metric::mean(v)
+}

@@ -194,7 +194,12 @@ impl<'m> Setup<'m> {
                 &Metric::LogitDiff.per_example(l, &ds, None, None)?,
             ))
         };
-        let norm = (ld(&clean_logits)?, ld(&corrupted_logits)?);
+        // only NormLogitDiff needs it; rows without wrong answers (induction) have none
+        let norm = if metric == Metric::NormLogitDiff {
+            (ld(&clean_logits)?, ld(&corrupted_logits)?)
+        } else {
+            (f64::NAN, f64::NAN)
+        };
         let mut s = Setup {
             model,
             ds,
