@@ -8,6 +8,7 @@ pub mod eval;
 pub mod graph;
 pub mod metric;
 pub mod model;
+pub mod scrub;
 pub mod tokenizer;
 
 pub use error::{Error, Result};
