@@ -193,11 +193,7 @@ pub fn parse_file(path: &Path) -> Result<(HypothesisFile, String)> {
 
 /// Parse hypothesis text; `path` names it in errors.
 pub fn parse_str(text: &str, path: &Path) -> Result<HypothesisFile> {
-    ron::Options::default()
-        .with_default_extension(
-            ron::extensions::Extensions::UNWRAP_VARIANT_NEWTYPES
-                | ron::extensions::Extensions::IMPLICIT_SOME,
-        )
+    crate::data::task::ron_options()
         .from_str::<HypothesisFile>(text)
         .map_err(|e| {
             Error::input(format!(

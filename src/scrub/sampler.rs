@@ -40,10 +40,11 @@ pub struct Samples {
 
 impl Samples {
     /// The rows of the dataset a path ends in when `node` owns it: a leaf's own dataset, a
-    /// non-leaf's other-inputs dataset.
+    /// non-leaf's other-inputs dataset. The root matches only the output, so the paths it
+    /// owns are always other inputs (a root alone is the fully scrubbed baseline).
     pub fn data_of(&self, node: usize, is_leaf: bool) -> &[usize] {
         let n = &self.nodes[node];
-        if is_leaf {
+        if is_leaf && node != 0 {
             &n.rows
         } else {
             n.other_inputs.as_deref().unwrap_or(&n.rows)
