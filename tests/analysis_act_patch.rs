@@ -55,6 +55,7 @@ fn resuming_at_the_patched_layer_gives_identical_numbers() {
     let s = f.setup();
     for t in [
         ActTarget::ResidPre,
+        ActTarget::ResidMid,
         ActTarget::MlpOut,
         ActTarget::HeadVByPos,
         ActTarget::HeadPatternAllPos,

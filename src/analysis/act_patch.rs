@@ -6,7 +6,8 @@
 //! q, k, v by `[layer, pos, head]` and over all positions `[layer, head]`; the pattern by
 //! `[layer, head, dest_pos]`, `[layer, head]` and `[layer, head, dest_pos, src_pos]`; and the
 //! `_every` stacks. A patch at layer `l` resumes from the corrupted run at layer `l` (earlier
-//! layers cannot change), which gives the same numbers as a full run at a fraction of the cost.
+//! layers cannot change; for `resid_mid` and `mlp_out`, at layer `l`'s MLP), which gives the
+//! same numbers as a full run at a fraction of the cost.
 
 use super::setup::Setup;
 use super::sweep::{Axis, Sweep};
@@ -210,6 +211,10 @@ impl<'s, 'm> Patcher<'s, 'm> {
                 logits: self.setup.logits_at(),
                 hook: Some(&mut hook),
                 resume: self.opts.resume.then_some((&self.corrupted, layer)),
+                // resid_mid and mlp_out come after the layer's attention, which the patch
+                // cannot change: start at the MLP
+                resume_at_mlp: self.opts.resume
+                    && (name.ends_with(".hook_resid_mid") || name.ends_with(".hook_mlp_out")),
                 ..Default::default()
             },
         )?;

@@ -219,6 +219,7 @@ impl<'s, 'm> PathPatcher<'s, 'm> {
                 logits: setup.logits_at(),
                 hook: Some(&mut freeze),
                 resume: Some((&self.clean, first_sender)),
+                ..Default::default()
             },
         )?;
         if receivers == [Receiver::Logits] {
