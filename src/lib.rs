@@ -9,6 +9,7 @@ pub mod graph;
 pub mod metric;
 pub mod model;
 pub mod tokenizer;
+pub mod train;
 
 pub use error::{Error, Result};
 

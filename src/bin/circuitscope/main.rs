@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod data;
 mod forward;
+mod train;
 mod util;
 
 #[global_allocator]
@@ -26,6 +27,8 @@ enum Command {
     Forward(forward::ForwardArgs),
     /// Generate a task dataset (IOI, induction, greater-than, sequences) as JSON lines.
     Data(data::DataArgs),
+    /// Train a small GPT-2 from a RON config (AdamW on the CPU) and write a Hugging Face folder.
+    Train(train::TrainArgs),
 }
 
 fn main() {
@@ -34,6 +37,7 @@ fn main() {
     let res = match &cli.command {
         Command::Forward(a) => forward::run(a),
         Command::Data(a) => data::run(a),
+        Command::Train(a) => train::run(a),
     };
     util::exit_on_error(res);
 }
