@@ -3,12 +3,14 @@
 //! Data flows model → graph → eval → (scrub, acdc, analysis) → report.
 
 pub mod data;
+pub mod detect;
 pub mod error;
 pub mod eval;
 pub mod graph;
 pub mod metric;
 pub mod model;
 pub mod tokenizer;
+pub mod toy;
 pub mod train;
 
 pub use error::{Error, Result};

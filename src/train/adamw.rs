@@ -110,13 +110,16 @@ impl AdamW {
                     p.name
                 ))
             })?;
+            // Gradients of variables keep their backward graph (which holds the forward
+            // activations); detach so that the moments do not chain every step's graph.
+            let g = g.detach();
             let g = if grad_scale == 1.0 {
-                g.clone()
+                g
             } else {
                 (g * grad_scale)?
             };
-            p.m = ((&p.m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
-            p.v = ((&p.v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+            p.m = ((&p.m * c.beta1)? + (&g * (1.0 - c.beta1))?)?.detach();
+            p.v = ((&p.v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?.detach();
             let m_hat = (&p.m / bc1)?;
             let v_hat = (&p.v / bc2)?;
             let update = (m_hat / (v_hat.sqrt()? + c.eps)?)?;

@@ -71,6 +71,11 @@ pub struct TrainConfig {
     pub steps: usize,
     /// Prompts per step.
     pub batch: usize,
+    /// Prompts per forward/backward pass; gradients of `batch / micro_batch` passes are summed
+    /// (0 = the whole batch at once). Smaller passes use less memory; the update is the same
+    /// up to float rounding.
+    #[serde(default)]
+    pub micro_batch: usize,
     /// Peak learning rate.
     pub lr: f64,
     /// Warm-up steps.
@@ -135,6 +140,12 @@ impl TrainConfig {
         }
         if self.steps == 0 || self.batch == 0 {
             return bad("steps and batch must be positive".into());
+        }
+        if self.micro_batch > 0 && !self.batch.is_multiple_of(self.micro_batch) {
+            return bad(format!(
+                "micro_batch {} does not divide batch {}",
+                self.micro_batch, self.batch
+            ));
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return bad(format!("lr is {}; give a positive learning rate", self.lr));

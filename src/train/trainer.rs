@@ -8,7 +8,7 @@ use super::ioi::{self, derive_seed, IoiMetrics, IoiTask, Split};
 use super::params::Gpt2Params;
 use crate::error::{read_to_string, write_atomic, Error, Result};
 use crate::model::Model;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{backprop::GradStore, DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -198,9 +198,7 @@ pub fn train(
             derive_seed(cfg.seed, "batch", step as u64),
             None,
         )?;
-        let model = Model::from_weights(mcfg.clone(), params.weights()?, DType::F32)?;
-        let loss = ioi::answer_loss(&model, &ds)?;
-        let grads = loss.backward()?;
+        let (loss, grads) = loss_and_grads(&params, &ds, cfg.micro_batch)?;
         let norm = AdamW::grad_norm(&params.params, &grads)?;
         let scale = if cfg.grad_clip > 0.0 && norm > cfg.grad_clip {
             cfg.grad_clip / norm
@@ -209,7 +207,6 @@ pub fn train(
         };
         let lr = cfg.lr_at(step);
         opt.step(&mut params.params, &grads, lr, scale)?;
-        let loss = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         if !loss.is_finite() {
             return Err(Error::input(format!(
                 "the loss became {loss} at step {}; lower the learning rate",
@@ -272,6 +269,43 @@ pub fn train(
         std::fs::remove_dir_all(&ck).map_err(|e| Error::io(&ck, e))?;
     }
     Ok(outcome)
+}
+
+/// The mean answer loss of a batch and its gradients, computed in passes of `micro` prompts
+/// (0: one pass) whose gradients are summed in order.
+pub fn loss_and_grads(
+    params: &Gpt2Params,
+    ds: &crate::data::Dataset,
+    micro: usize,
+) -> Result<(f64, GradStore)> {
+    let n = ds.len();
+    let micro = if micro == 0 { n } else { micro.min(n) };
+    let model = Model::from_weights(params.cfg.clone(), params.weights()?, DType::F32)?;
+    let mut total: Option<GradStore> = None;
+    let mut loss_sum = 0.0;
+    let rows: Vec<usize> = (0..n).collect();
+    for chunk in rows.chunks(micro) {
+        let part = ds.select(chunk);
+        let loss = ioi::answer_loss(&model, &part)?;
+        let weight = chunk.len() as f64 / n as f64;
+        loss_sum += weight * loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let grads = (loss * weight)?.backward()?;
+        total = Some(match total {
+            None => grads,
+            Some(mut acc) => {
+                for p in &params.params {
+                    let v = p.var.as_tensor();
+                    if let (Some(a), Some(g)) = (acc.get(v), grads.get(v)) {
+                        let s = (a.detach() + g.detach())?;
+                        acc.insert(v, s);
+                    }
+                }
+                acc
+            }
+        });
+    }
+    let grads = total.ok_or_else(|| Error::input("empty training batch"))?;
+    Ok((loss_sum, grads))
 }
 
 /// The loss log as CSV (every 10th step and the last).
