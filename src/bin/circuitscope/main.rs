@@ -4,11 +4,14 @@ use clap::{Parser, Subcommand};
 
 mod ablate;
 mod attn;
+mod build_induction;
 mod data;
 mod dla;
 mod forward;
+mod heads;
 mod inputs;
 mod patch;
+mod train;
 mod util;
 
 #[global_allocator]
@@ -38,6 +41,12 @@ enum Command {
     Attn(attn::Args),
     /// Mean-ablate everything but a circuit: faithfulness and completeness.
     Ablate(ablate::AblateArgs),
+    /// Train a small GPT-2 from a RON config (AdamW on the CPU) and write a Hugging Face folder.
+    Train(train::TrainArgs),
+    /// Write the hand-built toy-induction model (a known induction circuit) as a Hugging Face folder.
+    BuildInduction(build_induction::BuildInductionArgs),
+    /// Previous-token, duplicate-token and induction scores of every head on repeated random tokens.
+    Heads(heads::HeadsArgs),
 }
 
 fn main() {
@@ -51,6 +60,9 @@ fn main() {
         Command::LogitLens(a) => dla::run_lens(a),
         Command::Attn(a) => attn::run(a),
         Command::Ablate(a) => ablate::run(a),
+        Command::Train(a) => train::run(a),
+        Command::BuildInduction(a) => build_induction::run(a),
+        Command::Heads(a) => heads::run(a),
     };
     util::exit_on_error(res);
 }
