@@ -9,8 +9,19 @@ fn loss_recovered(file: &str) -> f64 {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(file);
     let p = scrub::prepare(&path, None).unwrap();
     let m = Model::load(&p.model_dir, DType::F32).unwrap();
-    let (r, _) = scrub::run(&p, &m, &RunSettings { seeds: 1, replay: None }).unwrap();
-    assert!(r.forward_equivalents <= (p.hypothesis.nodes.len() + 2) as f64, "{r:?}");
+    let (r, _) = scrub::run(
+        &p,
+        &m,
+        &RunSettings {
+            seeds: 1,
+            replay: None,
+        },
+    )
+    .unwrap();
+    assert!(
+        r.forward_equivalents <= (p.hypothesis.nodes.len() + 2) as f64,
+        "{r:?}"
+    );
     r.loss_recovered
 }
 
