@@ -2,9 +2,11 @@
 //!
 //! Data flows model → graph → eval → (scrub, acdc, analysis) → report.
 
+pub mod data;
 pub mod error;
 pub mod eval;
 pub mod graph;
+pub mod metric;
 pub mod model;
 pub mod tokenizer;
 

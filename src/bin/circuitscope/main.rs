@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod data;
 mod forward;
 mod util;
 
@@ -23,6 +24,8 @@ struct Cli {
 enum Command {
     /// Run the model on a prompt or on token ids; print top next tokens, save logits and activations.
     Forward(forward::ForwardArgs),
+    /// Generate a task dataset (IOI, induction, greater-than, sequences) as JSON lines.
+    Data(data::DataArgs),
 }
 
 fn main() {
@@ -30,6 +33,7 @@ fn main() {
     util::init_logging();
     let res = match &cli.command {
         Command::Forward(a) => forward::run(a),
+        Command::Data(a) => data::run(a),
     };
     util::exit_on_error(res);
 }

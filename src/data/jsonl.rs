@@ -1,0 +1,230 @@
+//! User datasets: JSON lines, one object per line:
+//! `{"prompt": "…", "answer": " Paris", "wrong": " Rome", "corrupted": "…", "features": {…}}`.
+//!
+//! `answer` and `wrong` are a string or a list of strings, each exactly one token as written
+//! (mind the leading space), or token ids; `wrong`, `corrupted`, `features` and `positions`
+//! (name → token index) are optional. The output of `circuitscope data` (with `tokens`,
+//! `corrupted_prompt`, `corrupted_tokens` and token ids) is accepted too. Empty lines are skipped.
+
+use super::dataset::{Dataset, Example};
+use crate::error::{Error, Result};
+use crate::tokenizer::Tokenizer;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Options of a JSONL dataset.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct JsonlOptions {
+    /// The file.
+    pub path: String,
+    /// Keep only the first `n` rows (0 = all).
+    pub n: usize,
+    /// Prepend the BOS token to prompts given as text.
+    pub prepend_bos: bool,
+}
+
+const FIELDS: [&str; 9] = [
+    "prompt",
+    "answer",
+    "wrong",
+    "corrupted",
+    "features",
+    "positions",
+    "tokens",
+    "corrupted_prompt",
+    "corrupted_tokens",
+];
+
+/// Load a JSONL dataset.
+pub fn load(opts: &JsonlOptions, tok: &Tokenizer) -> Result<Dataset> {
+    let path = Path::new(&opts.path);
+    let text = crate::error::read_to_string(path)?;
+    parse(&text, &path.display().to_string(), opts, tok)
+}
+
+/// Parse JSONL text; `name` (the file) is used in messages.
+pub fn parse(text: &str, name: &str, opts: &JsonlOptions, tok: &Tokenizer) -> Result<Dataset> {
+    let mut examples = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let lineno = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        if opts.n > 0 && examples.len() == opts.n {
+            break;
+        }
+        let at = |field: &str, msg: String| {
+            Error::input(format!("{name}:{lineno}: field `{field}`: {msg}"))
+        };
+        let v: Value = serde_json::from_str(line).map_err(|e| {
+            Error::input(format!(
+                "{name}:{lineno}: not valid JSON ({e}); each line must be one object like \
+                 {{\"prompt\": \"…\", \"answer\": \" Paris\"}}"
+            ))
+        })?;
+        let Value::Object(obj) = v else {
+            return Err(Error::input(format!(
+                "{name}:{lineno}: expected a JSON object with \"prompt\" and \"answer\""
+            )));
+        };
+        if let Some(k) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+            return Err(at(
+                k,
+                format!("unknown field; known fields: {}", FIELDS.join(", ")),
+            ));
+        }
+        let prompt = match obj.get("prompt") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(_) => return Err(at("prompt", "must be a non-empty string".into())),
+            None => return Err(at("prompt", "missing; every line needs a prompt".into())),
+        };
+        let tokens = match obj.get("tokens") {
+            Some(t) => ids(t).ok_or_else(|| at("tokens", "must be a list of token ids".into()))?,
+            None => tok.to_tokens(&prompt, opts.prepend_bos)?,
+        };
+        if tokens.is_empty() {
+            return Err(at("prompt", "tokenizes to no tokens".into()));
+        }
+        let answer = match obj.get("answer") {
+            Some(a) => token_set(a, tok).map_err(|m| at("answer", m))?,
+            None => {
+                return Err(at(
+                    "answer",
+                    "missing; give the answer token, e.g. \" Paris\"".into(),
+                ))
+            }
+        };
+        if answer.is_empty() {
+            return Err(at(
+                "answer",
+                "is empty; give at least one answer token".into(),
+            ));
+        }
+        let wrong = match obj.get("wrong") {
+            Some(w) => token_set(w, tok).map_err(|m| at("wrong", m))?,
+            None => Vec::new(),
+        };
+        let corrupted_prompt = match obj.get("corrupted").or_else(|| obj.get("corrupted_prompt")) {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Null) | None => None,
+            Some(_) => return Err(at("corrupted", "must be a string".into())),
+        };
+        let corrupted_tokens = match (obj.get("corrupted_tokens"), &corrupted_prompt) {
+            (Some(t), _) => Some(
+                ids(t)
+                    .ok_or_else(|| at("corrupted_tokens", "must be a list of token ids".into()))?,
+            ),
+            (None, Some(c)) => Some(tok.to_tokens(c, opts.prepend_bos)?),
+            (None, None) => None,
+        };
+        let mut features = BTreeMap::new();
+        match obj.get("features") {
+            Some(Value::Object(m)) => {
+                for (k, v) in m {
+                    let s = match v {
+                        Value::String(s) => s.clone(),
+                        Value::Number(n) => n.to_string(),
+                        Value::Bool(b) => b.to_string(),
+                        _ => {
+                            return Err(at(
+                                "features",
+                                format!("feature '{k}' must be a string, number or boolean"),
+                            ))
+                        }
+                    };
+                    features.insert(k.clone(), s);
+                }
+            }
+            Some(Value::Null) | None => {}
+            Some(_) => return Err(at("features", "must be an object of name → value".into())),
+        }
+        let mut positions = BTreeMap::new();
+        match obj.get("positions") {
+            Some(Value::Object(m)) => {
+                for (k, v) in m {
+                    let p = v.as_u64().map(|p| p as usize).filter(|&p| p < tokens.len());
+                    let Some(p) = p else {
+                        return Err(at(
+                            "positions",
+                            format!(
+                                "position '{k}' must be a token index below {}",
+                                tokens.len()
+                            ),
+                        ));
+                    };
+                    positions.insert(k.clone(), p);
+                }
+            }
+            Some(Value::Null) | None => {}
+            Some(_) => return Err(at("positions", "must be an object of name → index".into())),
+        }
+        positions
+            .entry("END".to_string())
+            .or_insert(tokens.len() - 1);
+        let vocab = tok.vocab_size();
+        if let Some(bad) = tokens
+            .iter()
+            .chain(corrupted_tokens.iter().flatten())
+            .find(|&&t| t as usize >= vocab)
+        {
+            return Err(at(
+                "tokens",
+                format!("token id {bad} is outside the vocabulary ({vocab} tokens)"),
+            ));
+        }
+        examples.push(Example {
+            prompt,
+            tokens,
+            positions,
+            answer,
+            wrong,
+            features,
+            corrupted_prompt,
+            corrupted_tokens,
+        });
+    }
+    if examples.is_empty() {
+        return Err(Error::input(format!(
+            "{name}: no examples; write one JSON object per line"
+        )));
+    }
+    Ok(Dataset {
+        task: "jsonl".into(),
+        examples,
+    })
+}
+
+fn ids(v: &Value) -> Option<Vec<u32>> {
+    v.as_array()?
+        .iter()
+        .map(|x| x.as_u64().and_then(|x| u32::try_from(x).ok()))
+        .collect()
+}
+
+/// A string, a token id, or a list of either; strings must be exactly one token.
+fn token_set(v: &Value, tok: &Tokenizer) -> std::result::Result<Vec<u32>, String> {
+    let one = |x: &Value| -> std::result::Result<u32, String> {
+        match x {
+            Value::String(s) => tok.single_token(s).ok_or_else(|| {
+                let n = tok.to_tokens(s, false).map(|t| t.len()).unwrap_or(0);
+                format!(
+                    "{s:?} is {n} tokens, not one; answers must be single tokens (write them as \
+                     they follow the prompt, usually with a leading space)"
+                )
+            }),
+            Value::Number(n) => n
+                .as_u64()
+                .and_then(|x| u32::try_from(x).ok())
+                .filter(|&x| (x as usize) < tok.vocab_size())
+                .ok_or_else(|| format!("{n} is not a token id of this tokenizer")),
+            _ => Err("must be a string, a token id, or a list of them".into()),
+        }
+    };
+    match v {
+        Value::Array(xs) => xs.iter().map(one).collect(),
+        x => one(x).map(|t| vec![t]),
+    }
+}
