@@ -2,12 +2,14 @@
 //!
 //! Data flows model → graph → eval → (scrub, acdc, analysis) → report.
 
+pub mod acdc;
 pub mod data;
 pub mod error;
 pub mod eval;
 pub mod graph;
 pub mod metric;
 pub mod model;
+pub mod report;
 pub mod tokenizer;
 
 pub use error::{Error, Result};

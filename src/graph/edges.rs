@@ -298,12 +298,24 @@ mod tests {
     #[test]
     fn reference_edge_counts() {
         let gpt2 = cfg(12, 12, 3072);
-        assert_eq!(EdgeGraph::new(&gpt2, GraphOptions { split_qkv: true }).len(), 32_923);
-        assert_eq!(EdgeGraph::new(&gpt2, GraphOptions { split_qkv: false }).len(), 32_491);
+        assert_eq!(
+            EdgeGraph::new(&gpt2, GraphOptions { split_qkv: true }).len(),
+            32_923
+        );
+        assert_eq!(
+            EdgeGraph::new(&gpt2, GraphOptions { split_qkv: false }).len(),
+            32_491
+        );
         let attn2 = cfg(2, 8, 0);
-        assert_eq!(EdgeGraph::new(&attn2, GraphOptions { split_qkv: true }).len(), 305);
+        assert_eq!(
+            EdgeGraph::new(&attn2, GraphOptions { split_qkv: true }).len(),
+            305
+        );
         let docstring = cfg(4, 8, 0);
-        assert_eq!(EdgeGraph::new(&docstring, GraphOptions::default()).len(), 1_377);
+        assert_eq!(
+            EdgeGraph::new(&docstring, GraphOptions::default()).len(),
+            1_377
+        );
         assert_eq!(node_count(&gpt2), 156);
     }
 

@@ -1,0 +1,208 @@
+//! `acdc`: automatic circuit discovery (the reference's greedy edge pruning), with
+//! checkpoints, exact resume, progress and circuit diagrams.
+
+use anyhow::Result;
+use circuitscope::acdc::experiment::{self, RunSettings};
+use circuitscope::acdc::{self, Ablation, Config, Order, Overrides, Precision, Prepared};
+use circuitscope::metric::Metric;
+use clap::Parser;
+use std::path::PathBuf;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const EXAMPLE: &str = "Examples:
+  acdc --config configs/acdc/toy-ioi.ron --out runs/toy-ioi
+  acdc --config configs/acdc/toy-ioi.ron --out runs/t2 --tau 0.02 --metric logit-diff --dtype f64
+  acdc --resume runs/toy-ioi        # continue a run that was stopped or killed
+
+The folder gets circuit.json (kept edges with the metric change measured when each was tested),
+circuit.dot and circuit.svg (the diagram), acdc.log and checkpoint.json, rewritten after every
+receiver. Set RUST_LOG=info for per-receiver log lines on stderr.";
+
+/// Automatic circuit discovery: prune a model's edge graph greedily, as the reference ACDC does.
+#[derive(Parser, Debug)]
+#[command(name = "acdc", version, about, after_help = EXAMPLE)]
+struct Args {
+    /// The run's config (RON, see configs/acdc/).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Output folder.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Continue the run in this folder (its saved config.ron is used).
+    #[arg(long, value_name = "DIR")]
+    resume: Option<PathBuf>,
+    /// Overwrite another run's results in --out.
+    #[arg(long)]
+    force: bool,
+    /// Threshold τ > 0.
+    #[arg(long)]
+    tau: Option<f64>,
+    /// Metric: kl, logit-diff, prob-diff, nll, prob, norm-logit-diff.
+    #[arg(long)]
+    metric: Option<String>,
+    /// Ablation: corrupted, zero, mean (per template), mean-all.
+    #[arg(long)]
+    ablation: Option<String>,
+    /// Number of examples.
+    #[arg(long)]
+    n: Option<usize>,
+    /// Seed of the random parent order.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Parent order: normal (the reference's), reverse, random.
+    #[arg(long)]
+    order: Option<String>,
+    /// Model: a folder, a shipped model name, or a Hugging Face id in the local cache.
+    #[arg(long)]
+    model: Option<String>,
+    /// f32 (default) or f64.
+    #[arg(long)]
+    dtype: Option<String>,
+    /// Prune whole heads and MLPs instead of edges.
+    #[arg(long)]
+    nodes: bool,
+    /// Do not count the q/k/v input → head edges (AutoCircuit's and EAP-IG's graph).
+    #[arg(long)]
+    no_split_qkv: bool,
+    /// Compare |Δ| with τ.
+    #[arg(long)]
+    abs_value_threshold: bool,
+    /// Candidate edges evaluated per pass (speculative batching).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Stop cleanly after this many receivers (resume later with --resume).
+    #[arg(long, value_name = "N")]
+    stop_after: Option<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    no_progress: bool,
+    /// Evaluate naively (one full forward pass per edge), for comparisons.
+    #[arg(long, hide = true)]
+    naive: bool,
+}
+
+fn overrides(a: &Args) -> Result<Overrides> {
+    Ok(Overrides {
+        model: a.model.clone(),
+        n: a.n,
+        metric: a.metric.as_deref().map(str::parse::<Metric>).transpose()?,
+        ablation: a
+            .ablation
+            .as_deref()
+            .map(str::parse::<Ablation>)
+            .transpose()?,
+        tau: a.tau,
+        order: a.order.as_deref().map(str::parse::<Order>).transpose()?,
+        seed: a.seed,
+        dtype: a
+            .dtype
+            .as_deref()
+            .map(str::parse::<Precision>)
+            .transpose()?,
+        nodes: a.nodes,
+        no_split_qkv: a.no_split_qkv,
+        abs_value_threshold: a.abs_value_threshold,
+        batch: a.batch,
+    })
+}
+
+fn run(a: &Args) -> Result<()> {
+    let o = overrides(a)?;
+    let (config, out, resume): (Config, PathBuf, bool) = match (&a.resume, &a.out) {
+        (Some(dir), out) => {
+            if let Some(out) = out {
+                if out != dir {
+                    anyhow::bail!(
+                        "--resume {} and --out {} name different folders; --resume continues \
+                         the run in its own folder, so give only --resume",
+                        dir.display(),
+                        out.display()
+                    );
+                }
+            }
+            let saved = experiment::saved_config(dir)?;
+            let given = match &a.config {
+                Some(p) => Some(acdc::load_config(p, &o)?),
+                None if o.any() => {
+                    let mut c = saved.clone();
+                    c.apply(&o)?;
+                    Some(c)
+                }
+                None => None,
+            };
+            if let Some(g) = given {
+                experiment::check_same_config(dir, &saved, &g)?;
+            }
+            (saved, dir.clone(), true)
+        }
+        (None, Some(out)) => {
+            let Some(p) = &a.config else {
+                anyhow::bail!(
+                    "--config FILE is needed to start a run (e.g. --config \
+                     configs/acdc/toy-ioi.ron); to continue one, use --resume DIR"
+                );
+            };
+            (acdc::load_config(p, &o)?, out.clone(), false)
+        }
+        (None, None) => anyhow::bail!(
+            "give --config FILE --out DIR to start a run, or --resume DIR to continue one \
+             (see --help)"
+        ),
+    };
+    let settings = RunSettings {
+        out: out.clone(),
+        force: a.force,
+        resume,
+        stop_after: a.stop_after,
+        progress: !a.no_progress,
+        naive: a.naive,
+    };
+    // Refuse a bad output folder before loading anything.
+    experiment::prepare_out(&settings)?;
+    let prep = Prepared::new(&config)?;
+    let s = experiment::run(&prep, &settings)?;
+    let unit = match config.level {
+        acdc::Level::Edges => "edges",
+        acdc::Level::Nodes => "nodes",
+    };
+    if s.finished {
+        println!(
+            "finished: {} of {} {unit} kept; metric {} (clean {}); {:.1}s this session",
+            s.kept,
+            s.total,
+            s.metric.map_or("-".into(), |m| format!("{m:.6e}")),
+            s.clean_metric,
+            s.seconds
+        );
+    } else {
+        println!(
+            "stopped at step {}/{} ({} of {} {unit} kept so far); continue with: acdc --resume {}",
+            s.steps_done,
+            s.steps_total,
+            s.kept,
+            s.total,
+            out.display()
+        );
+    }
+    println!(
+        "outputs: {}/circuit.json, circuit.dot, circuit.svg, acdc.log",
+        out.display()
+    );
+    Ok(())
+}
+
+fn main() {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    if let Err(e) = run(&args) {
+        eprintln!("error: {e:#}");
+        std::process::exit(2);
+    }
+}
