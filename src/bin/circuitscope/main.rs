@@ -9,12 +9,9 @@ mod util;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Test and discover circuits inside transformer language models.
 #[derive(Parser)]
-#[command(
-    name = "circuitscope",
-    version,
-    about = "Test and discover circuits inside transformer language models"
-)]
+#[command(name = "circuitscope", version, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
