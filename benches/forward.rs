@@ -17,20 +17,43 @@ fn main() -> circuitscope::Result<()> {
     let model = Model::from_weights(cfg.clone(), w, DType::F32)?;
     let (batch, pos) = (50usize, 20usize);
     let rows: Vec<Vec<u32>> = (0..batch)
-        .map(|b| (0..pos).map(|p| ((b * 7919 + p * 104729) % cfg.d_vocab) as u32).collect())
+        .map(|b| {
+            (0..pos)
+                .map(|p| ((b * 7919 + p * 104729) % cfg.d_vocab) as u32)
+                .collect()
+        })
         .collect();
     let tokens = model.tokens_tensor(&rows)?;
-    let reps: usize = std::env::var("BENCH_REPS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let reps: usize = std::env::var("BENCH_REPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
     for (label, logits) in [
         ("full logits", LogitsAt::All),
         ("last-position logits", LogitsAt::Rows(vec![pos - 1; batch])),
     ] {
         // Warm up.
-        eval::run(&model, &tokens, &Patches::new(), RunOptions { logits: logits.clone(), ..Default::default() })?;
+        eval::run(
+            &model,
+            &tokens,
+            &Patches::new(),
+            RunOptions {
+                logits: logits.clone(),
+                ..Default::default()
+            },
+        )?;
         let mut times = Vec::new();
         for _ in 0..reps {
             let t = Instant::now();
-            eval::run(&model, &tokens, &Patches::new(), RunOptions { logits: logits.clone(), ..Default::default() })?;
+            eval::run(
+                &model,
+                &tokens,
+                &Patches::new(),
+                RunOptions {
+                    logits: logits.clone(),
+                    ..Default::default()
+                },
+            )?;
             times.push(t.elapsed().as_secs_f64());
         }
         times.sort_by(f64::total_cmp);

@@ -23,7 +23,7 @@ use crate::graph::{Edge, Node, Qkv, Receiver};
 use crate::metric::{self, Metric};
 use crate::model::Model;
 use candle_core::Tensor;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The metric ACDC minimises: a [`Metric`]'s mean, negated where higher is better.
 #[derive(Debug, Clone)]
@@ -57,37 +57,30 @@ impl Objective {
     }
 }
 
-/// How one receiver's input is changed.
-#[derive(Debug, Clone, PartialEq)]
-enum Change {
-    /// `standard + Σ (ablated − current)` over these removed senders.
-    Delta(Vec<Node>),
-    /// `ablated input + Σ (current − ablated)` over these kept senders.
-    Replace(Vec<Node>),
-}
-
-/// The receivers a circuit changes, with their kept and removed senders.
-fn changes(
+/// Per receiver with removed incoming edges: its removed senders (all of them when the head's
+/// q/k/v edge is removed).
+fn removed_senders(
     units: &Units,
     present: &[bool],
     cfg: &crate::model::ModelConfig,
-) -> Vec<(Receiver, Change)> {
-    let mut removed: BTreeMap<Receiver, Vec<Node>> = BTreeMap::new();
-    let mut whole: std::collections::BTreeSet<Receiver> = Default::default();
+) -> BTreeMap<Receiver, BTreeSet<Node>> {
+    let mut removed: BTreeMap<Receiver, BTreeSet<Node>> = BTreeMap::new();
     match units {
         Units::Edges(g) => {
+            let mut whole = vec![];
             for (i, e) in g.edges().iter().enumerate() {
                 if present[i] {
                     continue;
                 }
                 match *e {
                     Edge::Add { sender, receiver } => {
-                        removed.entry(receiver).or_default().push(sender)
+                        removed.entry(receiver).or_default().insert(sender);
                     }
-                    Edge::Qkv { layer, head, qkv } => {
-                        whole.insert(Receiver::Head(layer, head, qkv));
-                    }
+                    Edge::Qkv { layer, head, qkv } => whole.push(Receiver::Head(layer, head, qkv)),
                 }
+            }
+            for r in whole {
+                removed.insert(r, parents(&r, cfg).into_iter().collect());
             }
         }
         Units::Nodes(nodes) => {
@@ -99,7 +92,8 @@ fn changes(
                 .collect();
             if !gone.is_empty() {
                 for r in crate::graph::edges::receivers_reverse(cfg) {
-                    let v: Vec<Node> = gone.iter().copied().filter(|u| u.feeds(&r, cfg)).collect();
+                    let v: BTreeSet<Node> =
+                        gone.iter().copied().filter(|u| u.feeds(&r, cfg)).collect();
                     if !v.is_empty() {
                         removed.insert(r, v);
                     }
@@ -107,34 +101,61 @@ fn changes(
             }
         }
     }
-    for r in &whole {
-        removed.entry(*r).or_default();
-    }
+    removed
+}
+
+/// A set of row blocks (bit j = block j), for circuits evaluated together.
+type Blocks = u64;
+
+/// How the circuits of one evaluation change one receiver: per sender, in the reference's
+/// parent order, the blocks where it enters the sum.
+#[derive(Debug, Clone, PartialEq)]
+enum Change {
+    /// `standard + Σ (ablated − current)` over the removed senders.
+    Delta(Vec<(Node, Blocks)>),
+    /// `ablated input + Σ (current − ablated)` over the kept senders.
+    Replace(Vec<(Node, Blocks)>),
+}
+
+/// The changed receivers of `k` circuits evaluated together (block j = circuit j). Each
+/// receiver takes the shorter of the two sums, judged on the last (most pruned) circuit.
+fn changes(
+    units: &Units,
+    circuits: &[Vec<bool>],
+    cfg: &crate::model::ModelConfig,
+) -> Vec<(Receiver, Change)> {
+    let sets: Vec<BTreeMap<Receiver, BTreeSet<Node>>> = circuits
+        .iter()
+        .map(|p| removed_senders(units, p, cfg))
+        .collect();
+    let receivers: BTreeSet<Receiver> = sets.iter().flat_map(|m| m.keys().copied()).collect();
+    let empty = BTreeSet::new();
     let mut out = vec![];
-    for (r, gone) in removed {
+    for r in receivers {
         let all = parents(&r, cfg);
-        if whole.contains(&r) {
-            out.push((r, Change::Replace(vec![])));
-            continue;
+        let gone: Vec<&BTreeSet<Node>> = sets.iter().map(|m| m.get(&r).unwrap_or(&empty)).collect();
+        let last = gone[gone.len() - 1].len();
+        let replace = all.len() - last < last;
+        let mut list = vec![];
+        for u in all {
+            let mut blocks: Blocks = 0;
+            for (j, g) in gone.iter().enumerate() {
+                if g.contains(&u) != replace {
+                    blocks |= 1 << j;
+                }
+            }
+            if blocks != 0 {
+                list.push((u, blocks));
+            }
         }
-        let mut gone_sorted = gone.clone();
-        gone_sorted.sort();
-        let kept: Vec<Node> = all
-            .iter()
-            .copied()
-            .filter(|u| gone_sorted.binary_search(u).is_err())
-            .collect();
-        // Removed senders in the reference's parent order, so sums run in a fixed order.
-        let removed_ordered: Vec<Node> = all
-            .iter()
-            .copied()
-            .filter(|u| gone_sorted.binary_search(u).is_ok())
-            .collect();
-        if kept.len() < removed_ordered.len() {
-            out.push((r, Change::Replace(kept)));
-        } else {
-            out.push((r, Change::Delta(removed_ordered)));
-        }
+        out.push((
+            r,
+            if replace {
+                Change::Replace(list)
+            } else {
+                Change::Delta(list)
+            },
+        ));
     }
     out
 }
@@ -145,11 +166,12 @@ struct ReplaceHook<'a> {
     clean: &'a Run,
     ablated: &'a Ablated,
     start: usize,
-    replace: BTreeMap<Receiver, Vec<Node>>,
+    /// Kept senders per receiver, each with its row mask (`None`: every row).
+    replace: BTreeMap<Receiver, Vec<(Node, Option<Tensor>)>>,
     z: BTreeMap<usize, Tensor>,
     mlp_out: BTreeMap<usize, Tensor>,
     results: BTreeMap<(usize, usize), Tensor>,
-    wanted: std::collections::BTreeSet<String>,
+    wanted: BTreeSet<String>,
 }
 
 impl<'a> ReplaceHook<'a> {
@@ -158,10 +180,10 @@ impl<'a> ReplaceHook<'a> {
         clean: &'a Run,
         ablated: &'a Ablated,
         start: usize,
-        replace: BTreeMap<Receiver, Vec<Node>>,
+        replace: BTreeMap<Receiver, Vec<(Node, Option<Tensor>)>>,
     ) -> Self {
         let n_layers = model.cfg.n_layers;
-        let mut wanted = std::collections::BTreeSet::new();
+        let mut wanted = BTreeSet::new();
         for l in start..n_layers {
             wanted.insert(format!("blocks.{l}.attn.hook_z"));
             wanted.insert(format!("blocks.{l}.hook_mlp_out"));
@@ -189,8 +211,9 @@ impl<'a> ReplaceHook<'a> {
     fn current(&mut self, u: Node) -> Result<Tensor> {
         match u {
             Node::Embed => Ok(self.clean.embed.clone()),
-            Node::Head(l, _) if l < self.start => self.clean.sender_out(self.model, u),
-            Node::Mlp(l) if l < self.start => self.clean.sender_out(self.model, u),
+            Node::Head(l, _) | Node::Mlp(l) if l < self.start => {
+                self.clean.sender_out(self.model, u)
+            }
             Node::Head(l, h) => {
                 if let Some(t) = self.results.get(&(l, h)) {
                     return Ok(t.clone());
@@ -218,9 +241,13 @@ impl<'a> ReplaceHook<'a> {
         };
         let mut x = base.clone();
         let kept = self.replace.get(r).cloned().unwrap_or_default();
-        for u in kept {
+        for (u, mask) in kept {
             let cur = self.current(u)?;
-            x = ((x + cur)? - &self.ablated.out[&u])?;
+            let d = (cur - &self.ablated.out[&u])?;
+            x = match mask {
+                Some(m) => (x + d.broadcast_mul(&m)?)?,
+                None => (x + d)?,
+            };
         }
         Ok(x)
     }
@@ -269,18 +296,34 @@ impl Hook for ReplaceHook<'_> {
     }
 }
 
-/// Computes the metric of circuits on one dataset.
-pub struct Evaluator<'a> {
-    model: &'a Model,
-    units: Units,
+/// The clean run and the ablated values for `k` copies of the dataset (circuits evaluated
+/// together, block j = rows `j·n .. (j+1)·n`).
+struct Copies {
     tokens: Tensor,
     end: Vec<usize>,
     clean: Run,
     ablated: Ablated,
+    masks: BTreeMap<Blocks, Tensor>,
+}
+
+fn repeat(t: &Tensor, k: usize) -> Result<Tensor> {
+    if k == 1 {
+        return Ok(t.clone());
+    }
+    let parts = vec![t.clone(); k];
+    Ok(Tensor::cat(&parts, 0)?.contiguous()?)
+}
+
+/// Computes the metric of circuits on one dataset.
+pub struct Evaluator<'a> {
+    model: &'a Model,
+    units: Units,
+    n: usize,
+    copies: BTreeMap<usize, Copies>,
     objective: Objective,
     /// Use the naive path: every evaluation a full forward with every removed edge patched.
     pub naive: bool,
-    /// Number of evaluations so far.
+    /// Number of circuits evaluated so far.
     pub evaluations: u64,
 }
 
@@ -299,13 +342,23 @@ impl<'a> Evaluator<'a> {
         for u in crate::graph::edges::senders_reverse(&model.cfg) {
             clean.sender_out(model, u)?;
         }
+        let n = tokens.dim(0)?;
+        let mut copies = BTreeMap::new();
+        copies.insert(
+            1,
+            Copies {
+                tokens,
+                end,
+                clean,
+                ablated,
+                masks: BTreeMap::new(),
+            },
+        );
         Ok(Evaluator {
             model,
             units,
-            tokens,
-            end,
-            clean,
-            ablated,
+            n,
+            copies,
             objective,
             naive: false,
             evaluations: 0,
@@ -319,32 +372,129 @@ impl<'a> Evaluator<'a> {
 
     /// The clean run.
     pub fn clean(&self) -> &Run {
-        &self.clean
+        &self.copies[&1].clean
     }
 
-    /// The logits at the answer positions of the circuit `present`.
+    fn ensure_copies(&mut self, k: usize) -> Result<()> {
+        if self.copies.contains_key(&k) {
+            return Ok(());
+        }
+        let one = &self.copies[&1];
+        let tokens = repeat(&one.tokens, k)?;
+        let end: Vec<usize> = (0..k).flat_map(|_| one.end.iter().copied()).collect();
+        let ablated = Ablated {
+            out: one
+                .ablated
+                .out
+                .iter()
+                .map(|(u, t)| Ok((*u, repeat(t, k)?)))
+                .collect::<Result<_>>()?,
+            resid: one
+                .ablated
+                .resid
+                .iter()
+                .map(|t| repeat(t, k))
+                .collect::<Result<_>>()?,
+            mid: one
+                .ablated
+                .mid
+                .iter()
+                .map(|t| repeat(t, k))
+                .collect::<Result<_>>()?,
+        };
+        let clean = eval::run(
+            self.model,
+            &tokens,
+            &Patches::new(),
+            RunOptions {
+                logits: LogitsAt::None,
+                ..Default::default()
+            },
+        )?;
+        for u in crate::graph::edges::senders_reverse(&self.model.cfg) {
+            clean.sender_out(self.model, u)?;
+        }
+        self.copies.insert(
+            k,
+            Copies {
+                tokens,
+                end,
+                clean,
+                ablated,
+                masks: BTreeMap::new(),
+            },
+        );
+        Ok(())
+    }
+
+    /// The row mask of a set of blocks (`None` when it covers every block).
+    fn mask(&mut self, k: usize, blocks: Blocks) -> Result<Option<Tensor>> {
+        if blocks == (1u64 << k) - 1 {
+            return Ok(None);
+        }
+        let n = self.n;
+        let model = self.model;
+        let c = self
+            .copies
+            .get_mut(&k)
+            .ok_or_else(|| Error::input("internal: copies"))?;
+        if let Some(m) = c.masks.get(&blocks) {
+            return Ok(Some(m.clone()));
+        }
+        let v: Vec<f64> = (0..k * n)
+            .map(|i| if blocks >> (i / n) & 1 == 1 { 1.0 } else { 0.0 })
+            .collect();
+        let m = Tensor::from_vec(v, (k * n, 1, 1), model.device())?.to_dtype(model.dtype)?;
+        c.masks.insert(blocks, m.clone());
+        Ok(Some(m))
+    }
+
+    /// The logits at the answer positions of the circuit `present` (`[n, vocab]`).
     pub fn logits(&mut self, present: &[bool]) -> Result<Tensor> {
-        self.evaluations += 1;
+        self.logits_many(&[present.to_vec()])
+    }
+
+    /// The logits at the answer positions of several circuits evaluated in one pass:
+    /// `[k · n, vocab]`, circuit j in rows `j·n .. (j+1)·n`.
+    pub fn logits_many(&mut self, circuits: &[Vec<bool>]) -> Result<Tensor> {
+        let k = circuits.len();
+        if k == 0 || k > 63 {
+            return Err(Error::input(format!(
+                "internal: {k} circuits in one pass (1 to 63)"
+            )));
+        }
+        self.evaluations += k as u64;
+        self.ensure_copies(k)?;
         let cfg = &self.model.cfg;
         let n_layers = cfg.n_layers;
-        let ch = changes(&self.units, present, cfg);
+        let ch = changes(&self.units, circuits, cfg);
         if self.naive {
+            // Every removed edge a patch, a full forward pass, logits everywhere.
             let mut patches = Patches::new();
             for (r, c) in &ch {
-                let gone: Vec<Node> = match c {
-                    Change::Delta(v) => v.clone(),
-                    Change::Replace(kept) => parents(r, cfg)
-                        .into_iter()
-                        .filter(|u| !kept.contains(u))
-                        .collect(),
+                let (list, replace) = match c {
+                    Change::Delta(v) => (v, false),
+                    Change::Replace(v) => (v, true),
                 };
-                for u in gone {
-                    patches.add(*r, u, self.ablated.out[&u].clone(), None);
+                for u in parents(r, cfg) {
+                    let kept: Blocks = list.iter().find(|(x, _)| *x == u).map_or(0, |(_, b)| *b);
+                    let gone = if replace {
+                        !kept & ((1u64 << k) - 1)
+                    } else {
+                        kept
+                    };
+                    if gone == 0 {
+                        continue;
+                    }
+                    let mask = self.mask(k, gone)?;
+                    let alt = self.copies[&k].ablated.out[&u].clone();
+                    patches.add(*r, u, alt, mask);
                 }
             }
+            let c = &self.copies[&k];
             let run = eval::run(
                 self.model,
-                &self.tokens,
+                &c.tokens,
                 &patches,
                 RunOptions {
                     logits: LogitsAt::All,
@@ -355,7 +505,7 @@ impl<'a> Evaluator<'a> {
                 .logits
                 .ok_or_else(|| Error::input("internal: no logits"))?;
             let (b, p, v) = logits.dims3()?;
-            let idx: Vec<u32> = self
+            let idx: Vec<u32> = c
                 .end
                 .iter()
                 .enumerate()
@@ -375,25 +525,32 @@ impl<'a> Evaluator<'a> {
         for (r, c) in ch {
             match c {
                 Change::Delta(gone) => {
-                    for u in gone {
-                        patches.add(r, u, self.ablated.out[&u].clone(), None);
+                    for (u, blocks) in gone {
+                        let mask = self.mask(k, blocks)?;
+                        let alt = self.copies[&k].ablated.out[&u].clone();
+                        patches.add(r, u, alt, mask);
                     }
                 }
                 Change::Replace(kept) => {
-                    replace.insert(r, kept);
+                    let mut v = Vec::with_capacity(kept.len());
+                    for (u, blocks) in kept {
+                        v.push((u, self.mask(k, blocks)?));
+                    }
+                    replace.insert(r, v);
                 }
             }
         }
-        let mut hook = ReplaceHook::new(self.model, &self.clean, &self.ablated, start, replace);
+        let c = &self.copies[&k];
+        let mut hook = ReplaceHook::new(self.model, &c.clean, &c.ablated, start, replace);
         let use_hook = !hook.replace.is_empty();
         let run = eval::run(
             self.model,
-            &self.tokens,
+            &c.tokens,
             &patches,
             RunOptions {
-                logits: LogitsAt::Rows(self.end.clone()),
+                logits: LogitsAt::Rows(c.end.clone()),
                 hook: if use_hook { Some(&mut hook) } else { None },
-                resume: Some((&self.clean, start)),
+                resume: Some((&c.clean, start)),
                 ..Default::default()
             },
         )?;
@@ -406,5 +563,19 @@ impl Oracle for Evaluator<'_> {
     fn metric(&mut self, present: &[bool]) -> Result<f64> {
         let logits = self.logits(present)?;
         self.objective.value(&logits)
+    }
+
+    fn metrics_dropping(&mut self, present: &[bool], drop: &[usize]) -> Result<Vec<f64>> {
+        let mut p = present.to_vec();
+        let mut circuits = Vec::with_capacity(drop.len());
+        for &d in drop {
+            p[d] = false;
+            circuits.push(p.clone());
+        }
+        let logits = self.logits_many(&circuits)?;
+        let n = self.n;
+        (0..circuits.len())
+            .map(|j| self.objective.value(&logits.narrow(0, j * n, n)?))
+            .collect()
     }
 }
