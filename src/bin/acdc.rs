@@ -37,7 +37,7 @@ struct Args {
     #[arg(long)]
     force: bool,
     /// Threshold τ > 0.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     tau: Option<f64>,
     /// Metric: kl, logit-diff, prob-diff, nll, prob, norm-logit-diff.
     #[arg(long)]
