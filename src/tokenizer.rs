@@ -16,6 +16,9 @@ const BOS_CANDIDATES: [&str; 6] = ["<|endoftext|>", "<s>", "<bos>", "[BOS]", "</
 /// Names of unknown-word tokens: a word that encodes to one of these is not "one token".
 const UNK_CANDIDATES: [&str; 3] = ["[UNK]", "<unk>", "<|unk|>"];
 
+/// Token ids with each token's byte range in the text.
+pub type Encoded = (Vec<u32>, Vec<(usize, usize)>);
+
 /// A tokenizer loaded from a `tokenizer.json`.
 #[derive(Clone)]
 pub struct Tokenizer {
@@ -23,6 +26,7 @@ pub struct Tokenizer {
     source: PathBuf,
     bos: Option<u32>,
     unk: Option<u32>,
+    vocab_size: usize,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -77,11 +81,14 @@ impl Tokenizer {
     fn wrap(inner: tokenizers::Tokenizer, source: PathBuf) -> Self {
         let bos = BOS_CANDIDATES.iter().find_map(|t| inner.token_to_id(t));
         let unk = UNK_CANDIDATES.iter().find_map(|t| inner.token_to_id(t));
+        // Computing the size builds the whole vocabulary map: do it once.
+        let vocab_size = inner.get_vocab_size(true);
         Tokenizer {
             inner,
             source,
             bos,
             unk,
+            vocab_size,
         }
     }
 
@@ -97,11 +104,7 @@ impl Tokenizer {
 
     /// Token ids of `text` and each token's byte range in `text` (the BOS token, when
     /// prepended, gets the empty range `(0, 0)`).
-    pub fn encode_with_offsets(
-        &self,
-        text: &str,
-        prepend_bos: bool,
-    ) -> Result<(Vec<u32>, Vec<(usize, usize)>)> {
+    pub fn encode_with_offsets(&self, text: &str, prepend_bos: bool) -> Result<Encoded> {
         let enc = self.inner.encode(text, false).map_err(|e| {
             Error::input(format!(
                 "{}: could not tokenize {text:?}: {e}",
@@ -172,7 +175,7 @@ impl Tokenizer {
 
     /// Number of token ids, added tokens included.
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        self.vocab_size
     }
 
     /// The beginning-of-sequence token: `<|endoftext|>` for GPT-2 and Pythia, else the

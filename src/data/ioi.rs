@@ -22,7 +22,7 @@
 use super::dataset::{Dataset, Example};
 pub use super::ioi_lists::*;
 use crate::error::{Error, Result};
-use crate::tokenizer::{whitespace_split, Tokenizer};
+use crate::tokenizer::{whitespace_split, Encoded, Tokenizer};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -469,8 +469,11 @@ fn select_templates(opts: &IoiOptions) -> Result<Vec<Template>> {
             v
         }
     };
+    // The same text twice (e.g. baba-0 and baba-late-0) would count its prompts twice.
+    let mut seen = BTreeSet::new();
     pairs
         .iter()
+        .filter(|(_, text)| seen.insert(text.clone()))
         .map(|(id, text)| Template::parse(id, text))
         .collect()
 }
@@ -574,11 +577,7 @@ fn render(
 }
 
 /// Tokenize a prompt, prepending BOS when asked unless the text already starts with it.
-fn tokenize(
-    tok: &Tokenizer,
-    text: &str,
-    prepend_bos: bool,
-) -> Result<(Vec<u32>, Vec<(usize, usize)>)> {
+fn tokenize(tok: &Tokenizer, text: &str, prepend_bos: bool) -> Result<Encoded> {
     let starts_with_bos = tok.bos_token().is_some_and(|b| text.starts_with(&b));
     tok.encode_with_offsets(text, prepend_bos && !starts_with_bos)
 }
@@ -802,11 +801,11 @@ fn apply_flip(
             }
             let mut used: Vec<String> = inst.names.clone();
             for &c in r {
-                if !map.contains_key(&c) {
+                if let std::collections::btree_map::Entry::Vacant(slot) = map.entry(c) {
                     let used_ref: Vec<&str> = used.iter().map(String::as_str).collect();
                     let x = pick_other(rng, names, &used_ref)?;
                     used.push(x.clone());
-                    map.insert(c, x);
+                    slot.insert(x);
                 }
             }
             for (i, c) in r.iter().enumerate() {

@@ -89,8 +89,8 @@ impl TaskSpec {
         })
     }
 
-    /// Parse a task from RON text (`name` is used in messages). Accepts the short forms
-    /// `Ioi(n: 10)` and `flip: "IO"` as well as `Ioi((n: 10))` and `flip: Some("IO")`.
+    /// Parse a task from RON text (`name` is used in messages), written in the short form
+    /// `Ioi(n: 10, flip: "IO")` (see [`ron_options`]).
     pub fn from_ron(text: &str, name: &str) -> Result<TaskSpec> {
         ron_options().from_str(text).map_err(|e| {
             Error::input(format!(
