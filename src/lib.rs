@@ -10,6 +10,7 @@ pub mod graph;
 pub mod metric;
 pub mod model;
 pub mod report;
+pub mod scrub;
 pub mod tokenizer;
 
 pub use error::{Error, Result};

@@ -48,6 +48,13 @@ pub struct RunOptions<'a> {
     /// Start from this layer, taking everything before it from a previous run on the same
     /// tokens whose patches into earlier layers were the same.
     pub resume: Option<(&'a Run, usize)>,
+    /// With `resume`: keep the previous run's attention of the resume layer and start at its
+    /// MLP (the previous run must have computed that layer's attention).
+    pub resume_at_mlp: bool,
+    /// Compute only the layers before this one (no logits unless it is `n_layers`).
+    pub stop: Option<usize>,
+    /// With `stop`: compute the attention of the last layer (`stop − 1`) but not its MLP.
+    pub stop_after_attn: bool,
 }
 
 impl Default for RunOptions<'_> {
@@ -57,6 +64,9 @@ impl Default for RunOptions<'_> {
             logits: LogitsAt::All,
             hook: None,
             resume: None,
+            resume_at_mlp: false,
+            stop: None,
+            stop_after_attn: false,
         }
     }
 }
@@ -140,7 +150,11 @@ pub fn run(model: &Model, tokens: &Tensor, patches: &Patches, opts: RunOptions) 
         logits,
         hook,
         resume,
+        resume_at_mlp,
+        stop,
+        stop_after_attn,
     } = opts;
+    let stop = stop.unwrap_or(n_layers).min(n_layers);
     let mut em = Emitter {
         filter: &cache,
         hook,
@@ -150,11 +164,21 @@ pub fn run(model: &Model, tokens: &Tensor, patches: &Patches, opts: RunOptions) 
     let (start, mut out) = match resume {
         Some((prev, layer)) => {
             let layer = layer.min(n_layers);
+            let keep_attn = if resume_at_mlp && layer < n_layers {
+                layer + 1
+            } else {
+                layer
+            };
+            if prev.z.len() < keep_attn || prev.resid.len() <= layer {
+                return Err(Error::input(format!(
+                    "internal: cannot resume at layer {layer} from a run that stopped earlier"
+                )));
+            }
             let mut out = Run {
                 tokens: tokens.clone(),
                 embed: prev.embed.clone(),
-                z: prev.z[..layer].to_vec(),
-                attn_out: prev.attn_out[..layer].to_vec(),
+                z: prev.z[..keep_attn].to_vec(),
+                attn_out: prev.attn_out[..keep_attn].to_vec(),
                 mlp_out: prev.mlp_out[..layer].to_vec(),
                 resid: prev.resid[..=layer].to_vec(),
                 logits: None,
@@ -162,7 +186,7 @@ pub fn run(model: &Model, tokens: &Tensor, patches: &Patches, opts: RunOptions) 
                 head_results: RefCell::new(BTreeMap::new()),
             };
             for (&(l, h), t) in prev.head_results.borrow().iter() {
-                if l < layer {
+                if l < keep_attn {
                     out.head_results.borrow_mut().insert((l, h), t.clone());
                 }
             }
@@ -194,59 +218,70 @@ pub fn run(model: &Model, tokens: &Tensor, patches: &Patches, opts: RunOptions) 
         }
     };
 
-    for l in start..n_layers {
-        let resid_pre = em.emit(&format!("blocks.{l}.hook_resid_pre"), out.resid[l].clone())?;
-        // The q, k and v inputs: shared unless patched or watched per head.
-        let mut inputs = Vec::with_capacity(3);
-        for x in Qkv::ALL {
-            let name = format!("blocks.{l}.hook_{}_input", x.letter());
-            let patched =
-                (0..cfg.n_heads).any(|h| !patches.get(&Receiver::Head(l, h, x)).is_empty());
-            if !patched && !em.wants(&name) {
-                inputs.push(HeadInput::Shared(resid_pre.clone()));
-                continue;
-            }
-            let per_head = if patched {
-                let mut heads = Vec::with_capacity(cfg.n_heads);
-                for h in 0..cfg.n_heads {
-                    let r = Receiver::Head(l, h, x);
-                    heads.push(patched_input(model, &out, &resid_pre, patches, &r)?);
+    for l in start..stop.max(start) {
+        let skip_attn = l == start && resume_at_mlp;
+        let resid_pre = if skip_attn {
+            out.resid[l].clone()
+        } else {
+            em.emit(&format!("blocks.{l}.hook_resid_pre"), out.resid[l].clone())?
+        };
+        if !skip_attn {
+            // The q, k and v inputs: shared unless patched or watched per head.
+            let mut inputs = Vec::with_capacity(3);
+            for x in Qkv::ALL {
+                let name = format!("blocks.{l}.hook_{}_input", x.letter());
+                let patched =
+                    (0..cfg.n_heads).any(|h| !patches.get(&Receiver::Head(l, h, x)).is_empty());
+                if !patched && !em.wants(&name) {
+                    inputs.push(HeadInput::Shared(resid_pre.clone()));
+                    continue;
                 }
-                Tensor::stack(&heads, 2)?
+                let per_head = if patched {
+                    let mut heads = Vec::with_capacity(cfg.n_heads);
+                    for h in 0..cfg.n_heads {
+                        let r = Receiver::Head(l, h, x);
+                        heads.push(patched_input(model, &out, &resid_pre, patches, &r)?);
+                    }
+                    Tensor::stack(&heads, 2)?
+                } else {
+                    HeadInput::Shared(resid_pre.clone()).per_head(cfg.n_heads)?
+                };
+                inputs.push(HeadInput::PerHead(em.emit(&name, per_head)?));
+            }
+            let (q, k, v, scales) = model.qkv(l, &inputs[0], &inputs[1], &inputs[2])?;
+            em.emit(&format!("blocks.{l}.ln1.hook_scale"), scales[0].clone())?;
+            let q = em.emit(&format!("blocks.{l}.attn.hook_q"), q)?;
+            let k = em.emit(&format!("blocks.{l}.attn.hook_k"), k)?;
+            let v = em.emit(&format!("blocks.{l}.attn.hook_v"), v)?;
+            let (q, k) = if model.has_rotary() {
+                (
+                    em.emit(&format!("blocks.{l}.attn.hook_rot_q"), model.rotate(&q)?)?,
+                    em.emit(&format!("blocks.{l}.attn.hook_rot_k"), model.rotate(&k)?)?,
+                )
             } else {
-                HeadInput::Shared(resid_pre.clone()).per_head(cfg.n_heads)?
+                (q, k)
             };
-            inputs.push(HeadInput::PerHead(em.emit(&name, per_head)?));
+            let scores = model.attn_scores(l, &q, &k)?;
+            let scores = em.emit(&format!("blocks.{l}.attn.hook_attn_scores"), scores)?;
+            let pattern = crate::model::softmax_last(&scores)?;
+            let pattern = em.emit(&format!("blocks.{l}.attn.hook_pattern"), pattern)?;
+            let z = model.attn_z(&pattern, &v)?;
+            let z = em.emit(&format!("blocks.{l}.attn.hook_z"), z)?;
+            let result_name = format!("blocks.{l}.attn.hook_result");
+            let attn_out = if em.wants(&result_name) {
+                let results = em.emit(&result_name, model.head_results(l, &z)?)?;
+                results.sum(2)?.broadcast_add(&model.w.blocks[l].b_o)?
+            } else {
+                model.attn_out(l, &z)?
+            };
+            let attn_out = em.emit(&format!("blocks.{l}.hook_attn_out"), attn_out)?;
+            out.z.push(z);
+            out.attn_out.push(attn_out);
         }
-        let (q, k, v, scales) = model.qkv(l, &inputs[0], &inputs[1], &inputs[2])?;
-        em.emit(&format!("blocks.{l}.ln1.hook_scale"), scales[0].clone())?;
-        let q = em.emit(&format!("blocks.{l}.attn.hook_q"), q)?;
-        let k = em.emit(&format!("blocks.{l}.attn.hook_k"), k)?;
-        let v = em.emit(&format!("blocks.{l}.attn.hook_v"), v)?;
-        let (q, k) = if model.has_rotary() {
-            (
-                em.emit(&format!("blocks.{l}.attn.hook_rot_q"), model.rotate(&q)?)?,
-                em.emit(&format!("blocks.{l}.attn.hook_rot_k"), model.rotate(&k)?)?,
-            )
-        } else {
-            (q, k)
-        };
-        let scores = model.attn_scores(l, &q, &k)?;
-        let scores = em.emit(&format!("blocks.{l}.attn.hook_attn_scores"), scores)?;
-        let pattern = crate::model::softmax_last(&scores)?;
-        let pattern = em.emit(&format!("blocks.{l}.attn.hook_pattern"), pattern)?;
-        let z = model.attn_z(&pattern, &v)?;
-        let z = em.emit(&format!("blocks.{l}.attn.hook_z"), z)?;
-        let result_name = format!("blocks.{l}.attn.hook_result");
-        let attn_out = if em.wants(&result_name) {
-            let results = em.emit(&result_name, model.head_results(l, &z)?)?;
-            results.sum(2)?.broadcast_add(&model.w.blocks[l].b_o)?
-        } else {
-            model.attn_out(l, &z)?
-        };
-        let attn_out = em.emit(&format!("blocks.{l}.hook_attn_out"), attn_out)?;
-        out.z.push(z);
-        out.attn_out.push(attn_out.clone());
+        let attn_out = out.attn_out[l].clone();
+        if stop_after_attn && l + 1 == stop {
+            break;
+        }
 
         let resid_mid = if cfg.parallel_residual {
             None
@@ -288,6 +323,10 @@ pub fn run(model: &Model, tokens: &Tensor, patches: &Patches, opts: RunOptions) 
         out.resid.push(resid_post);
     }
 
+    if stop < n_layers || stop_after_attn {
+        out.cache = em.cache;
+        return Ok(out);
+    }
     let final_in = patched_input(
         model,
         &out,

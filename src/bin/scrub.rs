@@ -1,0 +1,158 @@
+//! `scrub`: test a causal scrubbing hypothesis.
+
+use anyhow::{Context, Result};
+use circuitscope::scrub::{self, RunSettings, SamplesFile};
+use clap::Parser;
+use std::path::PathBuf;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Test a causal scrubbing hypothesis: resample inputs along the paths it names and report how
+/// much of the model's behaviour it explains.
+#[derive(Parser)]
+#[command(
+    name = "scrub",
+    version,
+    after_help = "Examples:\n  scrub --hypothesis hypotheses/toy/ioi-name-movers.ron\n  scrub --hypothesis hypotheses/nm.ron --model /path/to/gpt2 --seeds 5 --json nm.json\n  scrub --hypothesis hypotheses/nm.ron --model /path/to/gpt2-config-only --check"
+)]
+struct Args {
+    /// The hypothesis file (RON).
+    #[arg(long)]
+    hypothesis: PathBuf,
+    /// Override the hypothesis's model: a folder, a cached Hugging Face id, or a shipped model.
+    #[arg(long)]
+    model: Option<String>,
+    /// Validate the hypothesis against the model's config.json and tokenizer.json, without weights.
+    #[arg(long)]
+    check: bool,
+    /// Run with this many seeds (seed, seed + 1, …) and report the spread across them.
+    #[arg(long, default_value_t = 1)]
+    seeds: usize,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write every dataset's drawn row indices here.
+    #[arg(long)]
+    dump_samples: Option<PathBuf>,
+    /// Replay row indices from a file written by --dump-samples instead of sampling.
+    #[arg(long)]
+    samples: Option<PathBuf>,
+    /// Compute in f32 or f64.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = run(&args) {
+        eprintln!("error: {e:#}");
+        std::process::exit(2);
+    }
+}
+
+fn run(a: &Args) -> Result<()> {
+    let dtype = match a.dtype.as_str() {
+        "f32" => candle_core::DType::F32,
+        "f64" => candle_core::DType::F64,
+        other => anyhow::bail!("--dtype {other}: expected f32 or f64"),
+    };
+    for p in [&a.json, &a.dump_samples].into_iter().flatten() {
+        if let Some(parent) = p.parent().filter(|x| !x.as_os_str().is_empty()) {
+            if !parent.is_dir() {
+                anyhow::bail!(
+                    "{}: the folder {} does not exist",
+                    p.display(),
+                    parent.display()
+                );
+            }
+        }
+    }
+    let prepared = scrub::prepare(&a.hypothesis, a.model.as_deref())?;
+    let h = &prepared.hypothesis;
+    if a.check {
+        println!(
+            "ok: {} — {} interpretation nodes, {} path states, model {} ({} layers × {} heads), \
+             task {} with {} examples; estimated cost ≈ {:.2} forward passes + plain passes per distinct dataset",
+            a.hypothesis.display(),
+            h.nodes.len(),
+            prepared.plan.states.len(),
+            prepared.model_dir.display(),
+            prepared.cfg.n_layers,
+            prepared.cfg.n_heads,
+            prepared.dataset.task,
+            prepared.dataset.len(),
+            prepared.plan.patched_cost(prepared.cfg.n_layers)
+        );
+        return Ok(());
+    }
+    let replay = match &a.samples {
+        Some(p) => {
+            let text = circuitscope::error::read_to_string(p)?;
+            let f: SamplesFile = serde_json::from_str(&text).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}:{}:{}: not a samples file: {e}",
+                    p.display(),
+                    e.line(),
+                    e.column()
+                )
+            })?;
+            Some(f)
+        }
+        None => None,
+    };
+    let model = scrub::experiment::load_model(&prepared, dtype)?;
+    let (res, samples) = scrub::run(
+        &prepared,
+        &model,
+        &RunSettings {
+            seeds: a.seeds,
+            replay,
+        },
+    )?;
+    print_summary(&res);
+    if let Some(p) = &a.json {
+        let text = serde_json::to_string_pretty(&res)?;
+        circuitscope::error::write_atomic(p, text.as_bytes()).context("writing --json")?;
+        eprintln!("wrote {}", p.display());
+    }
+    if let Some(p) = &a.dump_samples {
+        let text = serde_json::to_string(&samples)?;
+        circuitscope::error::write_atomic(p, text.as_bytes()).context("writing --dump-samples")?;
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+fn print_summary(r: &scrub::ScrubResult) {
+    println!("hypothesis      {} ({})", r.hypothesis, r.file);
+    println!("model           {}", r.model);
+    println!(
+        "task            {} — N = {}, seed {}, metric {}",
+        r.task, r.n, r.seed, r.metric
+    );
+    println!("clean           {:>10.4} ± {:.4}", r.clean.mean, r.clean.se);
+    println!(
+        "scrubbed        {:>10.4} ± {:.4}",
+        r.scrubbed.mean, r.scrubbed.se
+    );
+    println!(
+        "baseline        {:>10.4} ± {:.4}   (everything resampled)",
+        r.baseline.mean, r.baseline.se
+    );
+    println!("loss recovered  {:>9.1}%", 100.0 * r.loss_recovered);
+    if r.seeds.len() > 1 {
+        println!(
+            "across {} seeds: scrubbed {:.4} ± {:.4}, loss recovered {:.1}% ± {:.1}%",
+            r.seeds.len(),
+            r.scrubbed_across_seeds.mean,
+            r.scrubbed_across_seeds.se,
+            100.0 * r.loss_recovered_across_seeds.mean,
+            100.0 * r.loss_recovered_across_seeds.se
+        );
+    }
+    println!(
+        "cost            {:.2} forward-pass equivalents per seed, {:.2} s",
+        r.forward_equivalents, r.wall_time_s
+    );
+}

@@ -1,0 +1,390 @@
+//! A causal scrubbing experiment: sample, evaluate clean / scrubbed / baseline, report.
+
+use super::hypothesis::{parse_file, Hypothesis};
+use super::path_state::PathState;
+use super::sampler::{sample, Samples};
+use super::treeify::{evaluate, Plan, PureRuns};
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::metric::{self, Metric};
+use crate::model::{resolve::resolve_model, Model, ModelConfig};
+use crate::tokenizer::Tokenizer;
+use candle_core::{DType, Tensor};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// A hypothesis checked against a model's shape and its dataset, ready to run.
+pub struct Prepared {
+    /// The resolved hypothesis.
+    pub hypothesis: Hypothesis,
+    /// The model folder.
+    pub model_dir: PathBuf,
+    /// The model's shape.
+    pub cfg: ModelConfig,
+    /// The base dataset (the reference rows are all of it).
+    pub dataset: Dataset,
+    /// The evaluation plan (states and routes).
+    pub plan: Plan,
+}
+
+/// Parse and validate a hypothesis against a model's `config.json` and `tokenizer.json`
+/// (weights are not read). `model` overrides the file's model.
+pub fn prepare(path: &Path, model: Option<&str>) -> Result<Prepared> {
+    let (file, text) = parse_file(path)?;
+    let spec = model.unwrap_or(&file.model).to_string();
+    let model_dir = resolve_model(&spec).map_err(|e| {
+        Error::input(format!(
+            "{}: {e}\n(the hypothesis names model '{}'; pass --model DIR to use another folder)",
+            path.display(),
+            file.model
+        ))
+    })?;
+    let cfg = ModelConfig::from_dir(&model_dir)?;
+    let tok = Tokenizer::from_model_dir(&model_dir)?;
+    let dataset = file
+        .task
+        .build(&tok)
+        .map_err(|e| Error::input(format!("{}: task: {e}", path.display())))?;
+    if dataset.is_empty() {
+        return Err(Error::input(format!(
+            "{}: the task produced no examples",
+            path.display()
+        )));
+    }
+    if let Some((i, e)) = dataset
+        .examples
+        .iter()
+        .enumerate()
+        .find(|(_, e)| e.tokens.iter().any(|&t| t as usize >= cfg.d_vocab))
+    {
+        return Err(Error::input(format!(
+            "{}: example {i} ('{}') has a token outside the model's vocabulary of {}; the \
+             tokenizer does not belong to this model",
+            path.display(),
+            e.prompt,
+            cfg.d_vocab
+        )));
+    }
+    let hypothesis = Hypothesis::resolve(file, text, path, &cfg, &dataset)?;
+    let plan = Plan::explore(&hypothesis, &cfg, dataset.len(), dataset.max_len())?;
+    Ok(Prepared {
+        hypothesis,
+        model_dir,
+        cfg,
+        dataset,
+        plan,
+    })
+}
+
+/// Mean and standard error.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Stat {
+    /// Mean.
+    pub mean: f64,
+    /// Standard error of the mean.
+    pub se: f64,
+}
+
+impl Stat {
+    fn of(xs: &[f64]) -> Stat {
+        Stat {
+            mean: metric::mean(xs),
+            se: metric::std_err(xs),
+        }
+    }
+}
+
+/// One seed's results.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SeedResult {
+    /// The sampling seed.
+    pub seed: u64,
+    /// The scrubbed metric over examples.
+    pub scrubbed: Stat,
+    /// The fully scrubbed baseline over examples.
+    pub baseline: Stat,
+    /// (scrubbed − baseline) / (clean − baseline).
+    pub loss_recovered: f64,
+}
+
+/// Hashes that pin a result to its inputs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Hashes {
+    /// SHA-256 of config.json and the weight files.
+    pub model: String,
+    /// SHA-256 of the hypothesis file.
+    pub hypothesis: String,
+    /// SHA-256 of the dataset as JSON lines.
+    pub dataset: String,
+}
+
+/// The result of a scrubbing run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScrubResult {
+    /// Hypothesis name.
+    pub hypothesis: String,
+    /// Hypothesis file.
+    pub file: String,
+    /// Model folder.
+    pub model: String,
+    /// Task name.
+    pub task: String,
+    /// Metric (CLI name).
+    pub metric: String,
+    /// Examples.
+    pub n: usize,
+    /// First seed.
+    pub seed: u64,
+    /// The clean model's metric.
+    pub clean: Stat,
+    /// The scrubbed metric for the first seed.
+    pub scrubbed: Stat,
+    /// The baseline for the first seed.
+    pub baseline: Stat,
+    /// Loss recovered for the first seed.
+    pub loss_recovered: f64,
+    /// Per seed.
+    pub seeds: Vec<SeedResult>,
+    /// Across seeds: the scrubbed mean's mean and standard error.
+    pub scrubbed_across_seeds: Stat,
+    /// Across seeds: loss recovered's mean and standard error.
+    pub loss_recovered_across_seeds: Stat,
+    /// Cost in forward-pass equivalents per seed (plain passes + patched layers / n_layers).
+    pub forward_equivalents: f64,
+    /// Interpretation nodes.
+    pub interp_nodes: usize,
+    /// Wall time in seconds (not reproducible, excluded from comparisons).
+    pub wall_time_s: f64,
+    /// Input hashes.
+    pub hashes: Hashes,
+    /// circuitscope version.
+    pub version: String,
+}
+
+/// The rows drawn for every seed, as written by `--dump-samples`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SamplesFile {
+    /// Hypothesis name.
+    pub hypothesis: String,
+    /// Examples per dataset.
+    pub n: usize,
+    /// One entry per seed.
+    pub seeds: Vec<Samples>,
+}
+
+/// Run options.
+pub struct RunSettings {
+    /// How many seeds (seed, seed + 1, …).
+    pub seeds: usize,
+    /// Replay these samples instead of drawing.
+    pub replay: Option<SamplesFile>,
+}
+
+/// Run the experiment on a loaded model.
+pub fn run(
+    p: &Prepared,
+    model: &Model,
+    settings: &RunSettings,
+) -> Result<(ScrubResult, SamplesFile)> {
+    let start = Instant::now();
+    let h = &p.hypothesis;
+    let ds = &p.dataset;
+    let n = ds.len();
+    let pos = ds.max_len();
+    let (flat, _, _) = ds.padded_tokens(0);
+    let tokens_of = |rows: &[usize]| -> Result<Tensor> {
+        let mut v = Vec::with_capacity(rows.len() * pos);
+        for &r in rows {
+            v.extend_from_slice(&flat[r * pos..(r + 1) * pos]);
+        }
+        Ok(Tensor::from_vec(v, (rows.len(), pos), model.device())?)
+    };
+    let ends_of = |rows: &[usize]| {
+        rows.iter()
+            .map(|&r| ds.examples[r].end())
+            .collect::<Vec<_>>()
+    };
+    let metric_kind = h.file.metric;
+    let seed0 = h.file.seed;
+    let seed_list: Vec<Samples> = match &settings.replay {
+        Some(f) => {
+            check_replay(f, h, n, ds.len())?;
+            f.seeds.clone()
+        }
+        None => (0..settings.seeds.max(1))
+            .map(|k| sample(h, ds, n, seed0 + k as u64))
+            .collect::<Result<_>>()?,
+    };
+    let mut out_seeds = Vec::new();
+    let mut clean_stat = None;
+    let mut fe_total = 0.0;
+    for samples in &seed_list {
+        let ref_rows = samples.reference.clone();
+        let ref_ds = ds.select(&ref_rows);
+        let ref_ends = ends_of(&ref_rows);
+        let mut pure = PureRuns::new(model, &tokens_of, &ends_of, ref_ends.clone());
+        let data_of_state = |s: &PathState| -> Vec<usize> {
+            samples
+                .data_of(s.owner, h.nodes[s.owner].is_leaf())
+                .to_vec()
+        };
+        let clean_logits = pure
+            .get(&ref_rows)?
+            .logits
+            .clone()
+            .ok_or_else(|| Error::input("no logits"))?;
+        let base_logits = pure
+            .get(&samples.baseline)?
+            .logits
+            .clone()
+            .ok_or_else(|| Error::input("no logits"))?;
+        let (scrub_logits, patched) =
+            evaluate(model, h, &p.plan, &data_of_state, &mut pure, &ref_ends)?;
+        let score = |logits: &Tensor, norm: Option<(f64, f64)>| -> Result<Vec<f64>> {
+            let m = if metric_kind == Metric::NormLogitDiff {
+                Metric::LogitDiff
+            } else {
+                metric_kind
+            };
+            let v = m.per_example(logits, &ref_ds, Some(&clean_logits), None)?;
+            Ok(match norm {
+                Some((c, b)) if metric_kind == Metric::NormLogitDiff => {
+                    v.iter().map(|x| (x - b) / (c - b)).collect()
+                }
+                _ => v,
+            })
+        };
+        let clean_raw = score(&clean_logits, None)?;
+        let base_raw = score(&base_logits, None)?;
+        let norm = Some((metric::mean(&clean_raw), metric::mean(&base_raw)));
+        let clean = Stat::of(&score(&clean_logits, norm)?);
+        let baseline = Stat::of(&score(&base_logits, norm)?);
+        let scrubbed = Stat::of(&score(&scrub_logits, norm)?);
+        let denom = clean.mean - baseline.mean;
+        let loss_recovered = if denom == 0.0 {
+            f64::NAN
+        } else {
+            (scrubbed.mean - baseline.mean) / denom
+        };
+        if clean_stat.is_none() {
+            clean_stat = Some(clean);
+        }
+        fe_total += pure.forwards as f64 + patched;
+        out_seeds.push(SeedResult {
+            seed: samples.seed,
+            scrubbed,
+            baseline,
+            loss_recovered,
+        });
+    }
+    let first = out_seeds[0].clone();
+    let means: Vec<f64> = out_seeds.iter().map(|s| s.scrubbed.mean).collect();
+    let lrs: Vec<f64> = out_seeds.iter().map(|s| s.loss_recovered).collect();
+    let result = ScrubResult {
+        hypothesis: h.file.name.clone(),
+        file: h.path.display().to_string(),
+        model: p.model_dir.display().to_string(),
+        task: ds.task.clone(),
+        metric: metric_kind.cli_name().to_string(),
+        n,
+        seed: first.seed,
+        clean: clean_stat.unwrap_or(Stat {
+            mean: f64::NAN,
+            se: f64::NAN,
+        }),
+        scrubbed: first.scrubbed,
+        baseline: first.baseline,
+        loss_recovered: first.loss_recovered,
+        scrubbed_across_seeds: Stat::of(&means),
+        loss_recovered_across_seeds: Stat::of(&lrs),
+        seeds: out_seeds,
+        forward_equivalents: fe_total / seed_list.len() as f64,
+        interp_nodes: h.nodes.len(),
+        wall_time_s: start.elapsed().as_secs_f64(),
+        hashes: Hashes {
+            model: hash_model(&p.model_dir)?,
+            hypothesis: hex(&Sha256::digest(h.text.as_bytes())),
+            dataset: hex(&Sha256::digest(ds.to_jsonl().as_bytes())),
+        },
+        version: crate::version().to_string(),
+    };
+    let samples = SamplesFile {
+        hypothesis: h.file.name.clone(),
+        n,
+        seeds: seed_list,
+    };
+    Ok((result, samples))
+}
+
+/// Load the model a prepared hypothesis names, with a message that says how to get it.
+pub fn load_model(p: &Prepared, dtype: DType) -> Result<Model> {
+    Model::load(&p.model_dir, dtype).map_err(|e| {
+        Error::input(format!(
+            "{e}\nscrub needs the weights of '{}' in {}: give --model DIR with a folder holding \
+             config.json, model.safetensors and tokenizer.json (e.g. GPT-2 small saved by \
+             transformers' save_pretrained), or a model in the local Hugging Face cache. \
+             `scrub --check` validates the hypothesis without weights.",
+            p.hypothesis.file.model,
+            p.model_dir.display()
+        ))
+    })
+}
+
+fn check_replay(f: &SamplesFile, h: &Hypothesis, n: usize, total: usize) -> Result<()> {
+    if f.seeds.is_empty() {
+        return Err(Error::input("the samples file holds no seeds"));
+    }
+    for s in &f.seeds {
+        let names: Vec<&str> = s.nodes.iter().map(|x| x.name.as_str()).collect();
+        let want: Vec<&str> = h.nodes.iter().map(|x| x.name.as_str()).collect();
+        if names != want {
+            return Err(Error::input(format!(
+                "the samples file's nodes {names:?} are not this hypothesis's {want:?}; dump \
+                 samples from this hypothesis with --dump-samples"
+            )));
+        }
+        let all = std::iter::once(&s.reference)
+            .chain(std::iter::once(&s.baseline))
+            .chain(s.nodes.iter().map(|x| &x.rows))
+            .chain(s.nodes.iter().filter_map(|x| x.other_inputs.as_ref()));
+        for rows in all {
+            if rows.len() != n || rows.iter().any(|&r| r >= total) {
+                return Err(Error::input(format!(
+                    "the samples file has a row list of length {} (or a row ≥ {total}); this \
+                     experiment has {n} examples",
+                    rows.len()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 over config.json and the weight files of a model folder.
+pub fn hash_model(dir: &Path) -> Result<String> {
+    let mut hasher = Sha256::new();
+    let mut files = vec![dir.join("config.json")];
+    let single = dir.join("model.safetensors");
+    if single.is_file() {
+        files.push(single);
+    } else if let Ok(rd) = std::fs::read_dir(dir) {
+        let mut shards: Vec<PathBuf> = rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+            .collect();
+        shards.sort();
+        files.extend(shards);
+    }
+    for f in files {
+        let bytes = std::fs::read(&f).map_err(|e| Error::io(&f, e))?;
+        hasher.update(&bytes);
+    }
+    Ok(hex(&hasher.finalize()))
+}

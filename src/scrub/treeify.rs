@@ -1,0 +1,394 @@
+//! Exact treeified evaluation without enumerating paths.
+//!
+//! Every path from the logits to the embedding sees the dataset of the interpretation node that
+//! owns it ([`PathState`]). Instead of copying the model once per path, we evaluate each
+//! component once per *state* it can be reached in: a component computed in state `s` reads,
+//! from each sender, the sender's output in the state the edge leads to (per row and
+//! position). States that no matcher can change any more are plain forward passes on their
+//! owner's rows; the others are patched runs ([`eval::run`]) computed layer by layer, from the
+//! lowest layer at which they are reached.
+
+use super::hypothesis::Hypothesis;
+use super::path_state::PathState;
+use crate::error::{Error, Result};
+use crate::eval::{self, LogitsAt, Patches, Run, RunOptions};
+use crate::graph::{Node, Qkv, Receiver};
+use crate::model::{Model, ModelConfig};
+use candle_core::Tensor;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// Every sender that writes to the residual stream before `r` reads it.
+pub fn senders_of(r: &Receiver, cfg: &ModelConfig) -> Vec<Node> {
+    let mut v = vec![Node::Embed];
+    for l in 0..cfg.n_layers {
+        for h in 0..cfg.n_heads {
+            let n = Node::Head(l, h);
+            if n.feeds(r, cfg) {
+                v.push(n);
+            }
+        }
+        if cfg.has_mlp() && Node::Mlp(l).feeds(r, cfg) {
+            v.push(Node::Mlp(l));
+        }
+    }
+    v
+}
+
+/// The receivers (inputs) of a component.
+fn receivers_of(c: Component, cfg: &ModelConfig) -> Vec<Receiver> {
+    match c {
+        Component::Logits => vec![Receiver::Logits],
+        Component::Node(Node::Head(l, h)) => {
+            Qkv::ALL.iter().map(|&x| Receiver::Head(l, h, x)).collect()
+        }
+        Component::Node(Node::Mlp(l)) => vec![Receiver::Mlp(l)],
+        Component::Node(Node::Embed) => {
+            let _ = cfg;
+            vec![]
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Component {
+    Logits,
+    Node(Node),
+}
+
+/// A part of a layer computed in one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Attn,
+    Mlp,
+    Whole,
+}
+
+/// Where one sender's output comes from, for a receiver in a state.
+#[derive(Debug, Clone)]
+struct Route {
+    sender: Node,
+    /// (target state, positions as a row-major [n, pos] 0/1 list; `None` = every position).
+    targets: Vec<(usize, Option<Vec<bool>>)>,
+}
+
+/// The states a hypothesis reaches and how each receiver's inputs are routed between them.
+#[derive(Debug)]
+pub struct Plan {
+    /// Distinct states; index 0 is the state at the logits.
+    pub states: Vec<PathState>,
+    /// Per state: the lowest layer of a component reached in it (`n_layers`: only the logits).
+    pub first_layer: Vec<usize>,
+    routes: BTreeMap<(usize, Receiver), Vec<Route>>,
+}
+
+impl Plan {
+    /// Explore every (component, state) pair reachable from the logits. `n` rows of `pos`
+    /// positions. Validates the hypothesis against the model's graph: two nodes matching one
+    /// path, and nodes that match no path at all, are errors.
+    pub fn explore(h: &Hypothesis, cfg: &ModelConfig, n: usize, pos: usize) -> Result<Plan> {
+        let root = PathState::root(h);
+        let mut states: Vec<PathState> = vec![root.key()];
+        let mut index: BTreeMap<PathState, usize> = BTreeMap::new();
+        index.insert(root.key(), 0);
+        let mut first_layer = vec![cfg.n_layers];
+        let mut routes = BTreeMap::new();
+        // Exploration follows full states (with shadow matchers, to catch double matches);
+        // evaluation needs only their keys.
+        let mut seen: BTreeSet<(Component, PathState)> = BTreeSet::new();
+        let mut queue = VecDeque::from([(Component::Logits, root.clone())]);
+        seen.insert((Component::Logits, root));
+        let mut matched_somewhere = vec![false; h.nodes.len()];
+        matched_somewhere[0] = true;
+        while let Some((comp, state)) = queue.pop_front() {
+            let sid = index[&state.key()];
+            for r in receivers_of(comp, cfg) {
+                let mut rs = Vec::new();
+                for u in senders_of(&r, cfg) {
+                    // Matchers whose outcome for this sender depends on the position.
+                    let positional: Vec<usize> = state
+                        .active
+                        .iter()
+                        .chain(&state.shadow)
+                        .map(|&(m, _)| m)
+                        .filter(|&m| {
+                            h.nodes[m]
+                                .matcher
+                                .as_ref()
+                                .is_some_and(|mm| mm.at.is_some() && mm.to.contains(&u))
+                        })
+                        .collect();
+                    let mut targets = Vec::new();
+                    if positional.is_empty() {
+                        let next = state.step(h, r, u, &|_| true)?;
+                        targets.push((next, None));
+                    } else {
+                        let mut groups: BTreeMap<Vec<bool>, Vec<bool>> = BTreeMap::new();
+                        for b in 0..n {
+                            for p in 0..pos {
+                                let sig: Vec<bool> = positional
+                                    .iter()
+                                    .map(|&m| {
+                                        h.nodes[m].matcher.as_ref().is_some_and(|mm| mm.at_ok(b, p))
+                                    })
+                                    .collect();
+                                groups.entry(sig).or_insert_with(|| vec![false; n * pos])
+                                    [b * pos + p] = true;
+                            }
+                        }
+                        let single = groups.len() == 1;
+                        for (sig, mask) in groups {
+                            let at_ok = |m: usize| {
+                                positional
+                                    .iter()
+                                    .position(|&x| x == m)
+                                    .is_none_or(|i| sig[i])
+                            };
+                            let next = state.step(h, r, u, &at_ok)?;
+                            targets.push((next, if single { None } else { Some(mask) }));
+                        }
+                    }
+                    let mut route = Route {
+                        sender: u,
+                        targets: Vec::new(),
+                    };
+                    for (next, mask) in targets {
+                        if next.owner != state.owner {
+                            matched_somewhere[next.owner] = true;
+                        }
+                        let key = next.key();
+                        let nid = match index.get(&key) {
+                            Some(&i) => i,
+                            None => {
+                                states.push(key.clone());
+                                first_layer.push(cfg.n_layers);
+                                index.insert(key, states.len() - 1);
+                                states.len() - 1
+                            }
+                        };
+                        if let Some(l) = u.layer() {
+                            first_layer[nid] = first_layer[nid].min(l);
+                            // A dead state routes everything below to one dataset: nothing
+                            // left to follow.
+                            if !next.is_dead() {
+                                let item = (Component::Node(u), next);
+                                if !seen.contains(&item) {
+                                    seen.insert(item.clone());
+                                    queue.push_back(item);
+                                }
+                            }
+                        }
+                        route.targets.push((nid, mask));
+                    }
+                    rs.push(route);
+                }
+                routes.entry((sid, r)).or_insert(rs);
+            }
+        }
+        // Children can only match after their parents; mark ancestors of matched nodes.
+        for (i, node) in h.nodes.iter().enumerate() {
+            if !matched_somewhere[i] {
+                let (l, c) = node.loc;
+                let parent = node.parent.map(|p| h.nodes[p].name.as_str()).unwrap_or("");
+                return Err(Error::input(format!(
+                    "{}:{l}:{c}: node '{}' matches no path: its matcher must extend the paths of \
+                     its parent '{parent}' (a `Direct` child needs a component that feeds the \
+                     parent's matched component directly, at the named positions and through \
+                     the named q/k/v input)",
+                    h.path.display(),
+                    node.name
+                )));
+            }
+        }
+        Ok(Plan {
+            states,
+            first_layer,
+            routes,
+        })
+    }
+
+    /// Forward-pass equivalents that evaluating this plan costs beyond the plain forward passes.
+    pub fn patched_cost(&self, n_layers: usize) -> f64 {
+        self.states
+            .iter()
+            .zip(&self.first_layer)
+            .filter(|(s, _)| !s.is_settled())
+            .map(|(_, &l)| (n_layers - l.min(n_layers)) as f64 / n_layers as f64)
+            .sum()
+    }
+}
+
+/// Plain forward passes keyed by their rows, each with logits at the END positions.
+pub struct PureRuns<'a> {
+    model: &'a Model,
+    tokens_of: &'a dyn Fn(&[usize]) -> Result<Tensor>,
+    ends_of: &'a dyn Fn(&[usize]) -> Vec<usize>,
+    ref_ends: Vec<usize>,
+    runs: BTreeMap<Vec<usize>, Run>,
+    /// Forward passes computed so far.
+    pub forwards: usize,
+}
+
+impl<'a> PureRuns<'a> {
+    /// `tokens_of(rows)` gives the padded tokens of those base rows; logits are computed at
+    /// the reference rows' END positions (`ref_ends`).
+    pub fn new(
+        model: &'a Model,
+        tokens_of: &'a dyn Fn(&[usize]) -> Result<Tensor>,
+        ends_of: &'a dyn Fn(&[usize]) -> Vec<usize>,
+        ref_ends: Vec<usize>,
+    ) -> Self {
+        PureRuns {
+            model,
+            tokens_of,
+            ends_of,
+            ref_ends,
+            runs: BTreeMap::new(),
+            forwards: 0,
+        }
+    }
+
+    /// The forward pass on `rows` (computed once).
+    pub fn get(&mut self, rows: &[usize]) -> Result<&Run> {
+        if !self.runs.contains_key(rows) {
+            let tokens = (self.tokens_of)(rows)?;
+            let _ = self.ends_of;
+            let run = eval::run(
+                self.model,
+                &tokens,
+                &Patches::new(),
+                RunOptions {
+                    logits: LogitsAt::Rows(self.ref_ends.clone()),
+                    ..Default::default()
+                },
+            )?;
+            self.forwards += 1;
+            self.runs.insert(rows.to_vec(), run);
+        }
+        Ok(&self.runs[rows])
+    }
+}
+
+/// The logits of the scrubbed model at the reference END positions, and the cost in forward
+/// passes of the patched states.
+pub fn evaluate(
+    model: &Model,
+    h: &Hypothesis,
+    plan: &Plan,
+    data_of_state: &dyn Fn(&PathState) -> Vec<usize>,
+    pure: &mut PureRuns,
+    ref_ends: &[usize],
+) -> Result<(Tensor, f64)> {
+    let cfg = &model.cfg;
+    let n_layers = cfg.n_layers;
+    let ns = plan.states.len();
+    let rows: Vec<Vec<usize>> = plan.states.iter().map(data_of_state).collect();
+    for (s, r) in plan.states.iter().zip(&rows) {
+        if s.is_settled() {
+            pure.get(r)?;
+        }
+    }
+    let (n, p) = pure.get(&rows[0])?.tokens.dims2()?;
+    // Patched states start as copies of their rows' plain run.
+    let mut runs: Vec<Option<Run>> = vec![None; ns];
+    for s in 0..ns {
+        if !plan.states[s].is_settled() {
+            runs[s] = Some(pure.get(&rows[s])?.clone());
+        }
+    }
+    let mut layers_computed = 0usize;
+    let mask_tensor = |m: &Vec<bool>| -> Result<Tensor> {
+        let v: Vec<f32> = m.iter().map(|&b| if b { 1.0 } else { 0.0 }).collect();
+        Ok(Tensor::from_vec(v, (n, p, 1), model.device())?.to_dtype(model.dtype)?)
+    };
+    // Half-layer steps: every state's attention of layer l before any state's MLP of layer l
+    // (an MLP may read another state's heads of its own layer).
+    let mut steps: Vec<(usize, Part)> = Vec::new();
+    for l in 0..n_layers {
+        if cfg.has_mlp() {
+            steps.push((l, Part::Attn));
+            steps.push((l, Part::Mlp));
+        } else {
+            steps.push((l, Part::Whole));
+        }
+    }
+    steps.push((n_layers, Part::Whole));
+    for (l, part) in steps {
+        for s in 0..ns {
+            if plan.states[s].is_settled() || plan.first_layer[s] > l {
+                continue;
+            }
+            let mut patches = Patches::new();
+            let mut receivers: Vec<Receiver> = Vec::new();
+            if l == n_layers {
+                receivers.push(Receiver::Logits);
+            } else {
+                if part != Part::Mlp {
+                    for hd in 0..cfg.n_heads {
+                        receivers.extend(Qkv::ALL.iter().map(|&x| Receiver::Head(l, hd, x)));
+                    }
+                }
+                if part == Part::Mlp {
+                    receivers.push(Receiver::Mlp(l));
+                }
+            }
+            for r in receivers {
+                let Some(routes) = plan.routes.get(&(s, r)) else {
+                    continue;
+                };
+                for route in routes {
+                    for (t, mask) in &route.targets {
+                        if *t == s {
+                            continue;
+                        }
+                        let alt = if plan.states[*t].is_settled() {
+                            pure.get(&rows[*t])?.sender_out(model, route.sender)?
+                        } else {
+                            runs[*t]
+                                .as_ref()
+                                .ok_or_else(|| Error::input("internal: state run missing"))?
+                                .sender_out(model, route.sender)?
+                        };
+                        let mask = match mask {
+                            Some(m) => Some(mask_tensor(m)?),
+                            None => None,
+                        };
+                        patches.add(r, route.sender, alt, mask);
+                    }
+                }
+            }
+            let prev = runs[s]
+                .take()
+                .ok_or_else(|| Error::input("internal: state run missing"))?;
+            let tokens = prev.tokens.clone();
+            let next = eval::run(
+                model,
+                &tokens,
+                &patches,
+                RunOptions {
+                    logits: if l == n_layers {
+                        LogitsAt::Rows(ref_ends.to_vec())
+                    } else {
+                        LogitsAt::None
+                    },
+                    resume: Some((&prev, l)),
+                    resume_at_mlp: part == Part::Mlp,
+                    stop: Some(l + 1),
+                    stop_after_attn: part == Part::Attn,
+                    ..Default::default()
+                },
+            )?;
+            if l < n_layers && part != Part::Attn {
+                layers_computed += 1;
+            }
+            runs[s] = Some(next);
+        }
+    }
+    let logits = if plan.states[0].is_settled() {
+        pure.get(&rows[0])?.logits.clone()
+    } else {
+        runs[0].as_ref().and_then(|r| r.logits.clone())
+    }
+    .ok_or_else(|| Error::input("internal: no logits"))?;
+    let _ = h;
+    Ok((logits, layers_computed as f64 / n_layers as f64))
+}
