@@ -275,3 +275,48 @@ pub fn diagram(config: &Config, sweep: &Sweep, s: &SweepState) -> Diagram {
         edges,
     }
 }
+
+/// `circuit.json` as plain lines for golden-file comparisons (`acdc --show DIR`): the kept
+/// units (`edge …` or `node …`) in graph order, counts, and `metric NAME VALUE` lines.
+/// Everything but the metric lines must match exactly; metrics to a tolerance.
+pub fn summary_text(circuit: &Value) -> String {
+    let mut s = String::new();
+    let num = |v: &Value| v.as_f64().map_or("none".to_string(), |x| format!("{x:.12e}"));
+    s.push_str(&format!(
+        "acdc {} {} tau {} metric {} level {} finished {}\n",
+        circuit["model"].as_str().unwrap_or(""),
+        circuit["config"]["task"]
+            .as_object()
+            .and_then(|o| o.keys().next().cloned())
+            .unwrap_or_default(),
+        circuit["tau"],
+        circuit["metric"].as_str().unwrap_or(""),
+        circuit["level"].as_str().unwrap_or(""),
+        circuit["finished"]
+    ));
+    for k in ["total", "kept", "tested", "removed_untested"] {
+        s.push_str(&format!("count {k} {}\n", circuit["counts"][k]));
+    }
+    let (key, word) = if circuit.get("nodes").is_some() {
+        ("nodes", "node")
+    } else {
+        ("edges", "edge")
+    };
+    if let Some(list) = circuit[key].as_array() {
+        for e in list {
+            s.push_str(&format!("{word} {}\n", e["name"].as_str().unwrap_or("")));
+        }
+    }
+    s.push_str(&format!("metric clean {}\n", num(&circuit["clean_metric"])));
+    s.push_str(&format!("metric current {}\n", num(&circuit["current_metric"])));
+    if let Some(list) = circuit[key].as_array() {
+        for e in list {
+            s.push_str(&format!(
+                "metric effect[{}] {}\n",
+                e["name"].as_str().unwrap_or("").replace(' ', ""),
+                num(&e["effect"])
+            ));
+        }
+    }
+    s
+}

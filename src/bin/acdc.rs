@@ -15,6 +15,7 @@ const EXAMPLE: &str = "Examples:
   acdc --config configs/acdc/toy-ioi.ron --out runs/toy-ioi
   acdc --config configs/acdc/toy-ioi.ron --out runs/t2 --tau 0.02 --metric logit-diff --dtype f64
   acdc --resume runs/toy-ioi        # continue a run that was stopped or killed
+  acdc --show runs/toy-ioi          # the circuit as plain lines (kept edges, metrics)
 
 The folder gets circuit.json (kept edges with the metric change measured when each was tested),
 circuit.dot and circuit.svg (the diagram), acdc.log and checkpoint.json, rewritten after every
@@ -81,6 +82,9 @@ struct Args {
     /// Evaluate naively (one full forward pass per edge), for comparisons.
     #[arg(long, hide = true)]
     naive: bool,
+    /// Print the circuit in DIR as plain lines (kept edges, counts, metrics) and exit.
+    #[arg(long, value_name = "DIR")]
+    show: Option<PathBuf>,
 }
 
 fn overrides(a: &Args) -> Result<Overrides> {
@@ -108,7 +112,19 @@ fn overrides(a: &Args) -> Result<Overrides> {
     })
 }
 
+fn show(dir: &std::path::Path) -> Result<()> {
+    let path = dir.join("circuit.json");
+    let text = circuitscope::error::read_to_string(&path)?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: not a circuit.json ({e})", path.display()))?;
+    print!("{}", acdc::output::summary_text(&v));
+    Ok(())
+}
+
 fn run(a: &Args) -> Result<()> {
+    if let Some(dir) = &a.show {
+        return show(dir);
+    }
     let o = overrides(a)?;
     let (config, out, resume): (Config, PathBuf, bool) = match (&a.resume, &a.out) {
         (Some(dir), out) => {
