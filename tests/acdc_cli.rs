@@ -26,7 +26,8 @@ fn config(dir: &Path, name: &str, body: &str) -> String {
     p.display().to_string()
 }
 
-const BASE: &str = "    task: Induction(n: 4, seed: 2, seq_len: 4),\n    metric: Kl,\n    tau: 0.02,";
+const BASE: &str =
+    "    task: Induction(n: 4, seed: 2, seq_len: 4),\n    metric: Kl,\n    tau: 0.02,";
 
 /// Every file in a folder with its bytes.
 fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -81,7 +82,11 @@ fn bad_flags_and_config_values() {
     );
     let o = acdc(&["--config", &bad, "--out", &out_s]);
     refused(&o, &["bad-metric.ron:4:", "Bleu"]);
-    let bad = config(d, "bad-tau.ron", "    task: Induction(n: 4),\n    tau: 0.0,");
+    let bad = config(
+        d,
+        "bad-tau.ron",
+        "    task: Induction(n: 4),\n    tau: 0.0,",
+    );
     let o = acdc(&["--config", &bad, "--out", &out_s]);
     refused(&o, &["bad-tau.ron", "tau = 0"]);
     let bad = config(
@@ -205,6 +210,9 @@ fn help_shows_an_example() {
         .unwrap();
     let s = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success());
-    assert!(s.contains("acdc --config configs/acdc/toy-ioi.ron --out"), "{s}");
+    assert!(
+        s.contains("acdc --config configs/acdc/toy-ioi.ron --out"),
+        "{s}"
+    );
     assert!(s.contains("--resume"));
 }

@@ -707,3 +707,36 @@ fn batched_evaluation_matches_one_by_one() {
         }
     }
 }
+
+/// Dropping a node ablates every edge out of it.
+#[test]
+fn node_level_drop_is_every_outgoing_edge() {
+    use circuitscope::acdc::Oracle;
+    let prep_e = Prepared::new(&config(0.01, Metric::Kl)).unwrap();
+    let mut c = config(0.01, Metric::Kl);
+    c.level = acdc::Level::Nodes;
+    let prep_n = Prepared::new(&c).unwrap();
+    let (se, sn) = (prep_e.sweep(), prep_n.sweep());
+    let acdc::Units::Edges(g) = &se.units else {
+        unreachable!()
+    };
+    let acdc::Units::Nodes(nodes) = &sn.units else {
+        unreachable!()
+    };
+    assert_eq!(nodes.len(), 3 * 4 + 3);
+    let mut ee = prep_e.evaluator().unwrap();
+    let mut en = prep_n.evaluator().unwrap();
+    for (i, u) in nodes.iter().enumerate().step_by(4) {
+        let mut pn = vec![true; nodes.len()];
+        pn[i] = false;
+        let pe: Vec<bool> = g
+            .edges()
+            .iter()
+            .map(|e| !matches!(e, Edge::Add { sender, .. } if sender == u))
+            .collect();
+        let a = en.metric(&pn).unwrap();
+        let b = ee.metric(&pe).unwrap();
+        assert!((a - b).abs() < 1e-12, "{u}: {a} vs {b}");
+        assert!(a > 1e-6, "{u}: dropping it changes nothing?");
+    }
+}

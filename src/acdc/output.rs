@@ -281,7 +281,10 @@ pub fn diagram(config: &Config, sweep: &Sweep, s: &SweepState) -> Diagram {
 /// Everything but the metric lines must match exactly; metrics to a tolerance.
 pub fn summary_text(circuit: &Value) -> String {
     let mut s = String::new();
-    let num = |v: &Value| v.as_f64().map_or("none".to_string(), |x| format!("{x:.12e}"));
+    let num = |v: &Value| {
+        v.as_f64()
+            .map_or("none".to_string(), |x| format!("{x:.12e}"))
+    };
     s.push_str(&format!(
         "acdc {} {} tau {} metric {} level {} finished {}\n",
         circuit["model"].as_str().unwrap_or(""),
@@ -308,7 +311,10 @@ pub fn summary_text(circuit: &Value) -> String {
         }
     }
     s.push_str(&format!("metric clean {}\n", num(&circuit["clean_metric"])));
-    s.push_str(&format!("metric current {}\n", num(&circuit["current_metric"])));
+    s.push_str(&format!(
+        "metric current {}\n",
+        num(&circuit["current_metric"])
+    ));
     if let Some(list) = circuit[key].as_array() {
         for e in list {
             s.push_str(&format!(

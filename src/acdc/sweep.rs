@@ -661,4 +661,47 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn without_qkv_split_and_at_node_level() {
+        let mut o = opts(0.5);
+        o.graph = GraphOptions { split_qkv: false };
+        let sweep = Sweep::new(&cfg(2, 2, 0), o);
+        assert_eq!(sweep.units.len(), 29);
+        let Units::Edges(g) = &sweep.units else {
+            unreachable!()
+        };
+        let id = |s: &str| g.id(&Edge::parse(s, &sweep.cfg).unwrap()).unwrap();
+        // a1.h1's only child edge goes: its inputs lose their edges untested.
+        let mut w = vec![1.0; 29];
+        w[id("a1.h1 -> logits")] = 0.25;
+        let (s, order) = run(&sweep, w);
+        for x in ["q", "k", "v"] {
+            let e = id(&format!("embed -> a1.h1.{x}"));
+            assert!(!s.present[e] && s.effect[e].is_none());
+        }
+        assert_eq!(order.len(), 29 - 9);
+
+        let mut o = opts(0.5);
+        o.level = Level::Nodes;
+        let sweep = Sweep::new(&cfg(2, 2, 4), o);
+        let names: Vec<String> = (0..sweep.units.len())
+            .map(|i| sweep.units.name(i))
+            .collect();
+        assert_eq!(names, ["m1", "a1.h1", "a1.h0", "m0", "a0.h1", "a0.h0"]);
+        let (s, order) = run(&sweep, vec![0.25, 1.0, 0.25, 1.0, 0.5, 0.125]);
+        assert_eq!(order, [0, 1, 2, 3, 4, 5]);
+        assert_eq!(s.present, [false, true, false, true, true, false]);
+        // Kept edges at node level: between kept nodes, the embedding and the logits.
+        let kept: Vec<String> = sweep
+            .kept_edges(&s)
+            .iter()
+            .map(|(e, _)| e.to_string())
+            .collect();
+        assert!(kept.contains(&"a0.h1 -> a1.h1.q".to_string()));
+        assert!(kept.contains(&"embed -> logits".to_string()));
+        assert!(!kept
+            .iter()
+            .any(|e| e.starts_with("m1") || e.contains("a1.h0")));
+    }
 }
