@@ -128,7 +128,7 @@ impl Diagram {
         let _ = writeln!(s, "digraph circuit {{");
         let _ = writeln!(
             s,
-            "  graph [rankdir=BT, label=\"{}\", labelloc=t];",
+            "  graph [label=\"{}\", labelloc=t];",
             esc(&self.title)
         );
         let _ = writeln!(s, "  node [style=filled, fontname=\"Helvetica\"];");

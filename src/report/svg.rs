@@ -1,7 +1,7 @@
 //! Circuit diagrams rendered to SVG in Rust (with `layout-rs`; no Graphviz needed).
 //!
-//! Inputs are drawn at the bottom and the logits at the top; arrows point from a sender to the
-//! component that reads it. Node colours and edge widths follow [`super::dot::Diagram`].
+//! As in the reference's diagrams, the embedding is at the top and the logits at the bottom;
+//! arrows point from a sender to the component that reads it. Node colours and edge widths follow [`super::dot::Diagram`].
 
 use super::dot::Diagram;
 use layout::backends::svg::SVGWriter;
@@ -22,7 +22,11 @@ pub fn render(d: &Diagram) -> String {
     // The layout engine is third-party code: never let a layout failure end a long run.
     let res = std::panic::catch_unwind(move || layout_svg(&d2));
     match res {
-        Ok(svg) => add_title(&svg, &d.title),
+        // Arrow heads of a fixed size, whatever the line width.
+        Ok(svg) => add_title(
+            &svg.replace("<marker ", "<marker markerUnits=\"userSpaceOnUse\" "),
+            &d.title,
+        ),
         Err(_) => message_svg(
             &d.title,
             "(the diagram could not be laid out; see circuit.dot)",
@@ -63,18 +67,16 @@ fn layout_svg(d: &Diagram) -> String {
         } else {
             LineStyleKind::Normal
         };
-        // Laid out from the logits down: the edge goes receiver → sender with the arrow head
-        // at its start, so it points at the receiver.
         let arrow = Arrow::new(
-            LineEndKind::Arrow,
             LineEndKind::None,
+            LineEndKind::Arrow,
             style,
             "",
             &look,
             &None,
             &None,
         );
-        vg.add_edge(arrow, to, from);
+        vg.add_edge(arrow, from, to);
     }
     let mut svg = SVGWriter::new();
     vg.do_it(false, false, false, &mut svg);
