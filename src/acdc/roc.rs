@@ -94,3 +94,102 @@ mod tests {
         assert!((auc(&curve(&[(1.0, one)], &truth, 4)) - 0.75).abs() < 1e-12);
     }
 }
+
+/// Run a whole sweep (in memory, no checkpoints) for each τ; the kept units of each.
+pub fn kept_sets(
+    prep: &super::Prepared,
+    taus: &[f64],
+) -> crate::Result<Vec<(f64, BTreeSet<usize>)>> {
+    let mut ev = prep.evaluator()?;
+    let mut out = Vec::with_capacity(taus.len());
+    for &tau in taus {
+        let mut opts = prep.sweep_options();
+        opts.tau = tau;
+        let sweep = super::Sweep::new(&prep.model.cfg, opts);
+        let mut s = sweep.initial_state();
+        while !sweep.done(&s) {
+            sweep.step(&mut s, &mut ev, &mut |_| {})?;
+        }
+        let kept = (0..s.present.len()).filter(|&i| s.present[i]).collect();
+        out.push((tau, kept));
+    }
+    Ok(out)
+}
+
+/// `n` thresholds spaced evenly in log10 between `10^lo` and `10^hi` (the ACDC paper's sweep
+/// is `10^linspace(-6, 0, 31)`).
+pub fn log_taus(lo: f64, hi: f64, n: usize) -> Vec<f64> {
+    if n == 1 {
+        return vec![10f64.powf(lo)];
+    }
+    (0..n)
+        .map(|i| 10f64.powf(lo + (hi - lo) * i as f64 / (n - 1) as f64))
+        .collect()
+}
+
+/// Read a known circuit: a JSON list of edges, or an object whose `edges` field is one; each
+/// edge a string `"a0.h1 -> a1.h2.q"` or an object with `sender` and `receiver` (or `name`).
+pub fn read_truth(
+    path: &std::path::Path,
+    graph: &crate::graph::EdgeGraph,
+    cfg: &crate::model::ModelConfig,
+) -> crate::Result<BTreeSet<usize>> {
+    use crate::error::Error;
+    let text = crate::error::read_to_string(path)?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        Error::input(format!(
+            "{}:{}:{}: not JSON ({e})",
+            path.display(),
+            e.line(),
+            e.column()
+        ))
+    })?;
+    let list = match &v {
+        serde_json::Value::Array(a) => a.clone(),
+        serde_json::Value::Object(o) => o
+            .get("edges")
+            .and_then(|e| e.as_array())
+            .cloned()
+            .ok_or_else(|| {
+                Error::input(format!(
+                    "{}: expected a list of edges or an object with an \"edges\" list",
+                    path.display()
+                ))
+            })?,
+        _ => {
+            return Err(Error::input(format!(
+                "{}: expected a list of edges",
+                path.display()
+            )))
+        }
+    };
+    let mut out = BTreeSet::new();
+    for (i, e) in list.iter().enumerate() {
+        let s = match e {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Object(o) => {
+                match (o.get("sender"), o.get("receiver"), o.get("name")) {
+                    (Some(a), Some(b), _) => format!(
+                        "{} -> {}",
+                        a.as_str().unwrap_or_default(),
+                        b.as_str().unwrap_or_default()
+                    ),
+                    (_, _, Some(n)) => n.as_str().unwrap_or_default().to_string(),
+                    _ => String::new(),
+                }
+            }
+            _ => String::new(),
+        };
+        let edge = crate::graph::Edge::parse(&s, cfg)
+            .map_err(|err| Error::input(format!("{}: edge {i} ({e}): {err}", path.display())))?;
+        let id = graph.id(&edge).ok_or_else(|| {
+            Error::input(format!(
+                "{}: edge {i} ({edge}) is not in this graph (with the q/k/v split: {})",
+                path.display(),
+                graph.options.split_qkv
+            ))
+        })?;
+        out.insert(id);
+    }
+    Ok(out)
+}

@@ -16,6 +16,8 @@ const EXAMPLE: &str = "Examples:
   acdc --config configs/acdc/toy-ioi.ron --out runs/t2 --tau 0.02 --metric logit-diff --dtype f64
   acdc --resume runs/toy-ioi        # continue a run that was stopped or killed
   acdc --show runs/toy-ioi          # the circuit as plain lines (kept edges, metrics)
+  acdc --config configs/acdc/toy-induction.ron --out runs/roc \
+       --roc models/toy-induction/CIRCUIT.json --taus=-6:0:31   # ROC AUC over a τ sweep
 
 The folder gets circuit.json (kept edges with the metric change measured when each was tested),
 circuit.dot and circuit.svg (the diagram), acdc.log and checkpoint.json, rewritten after every
@@ -85,6 +87,13 @@ struct Args {
     /// Print the circuit in DIR as plain lines (kept edges, counts, metrics) and exit.
     #[arg(long, value_name = "DIR")]
     show: Option<PathBuf>,
+    /// ROC of the edge decisions against a known circuit (a JSON list of edges): sweep τ over
+    /// --taus and write roc.json into --out.
+    #[arg(long, value_name = "CIRCUIT_JSON")]
+    roc: Option<PathBuf>,
+    /// The τ values of --roc: LO:HI:N, N values evenly spaced in log10 from 10^LO to 10^HI.
+    #[arg(long, default_value = "-6:0:31", allow_hyphen_values = true)]
+    taus: String,
 }
 
 fn overrides(a: &Args) -> Result<Overrides> {
@@ -121,9 +130,94 @@ fn show(dir: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+fn roc(a: &Args, truth: &std::path::Path) -> Result<()> {
+    let (Some(cfg_path), Some(out)) = (&a.config, &a.out) else {
+        anyhow::bail!("--roc needs --config FILE and --out DIR");
+    };
+    let parts: Vec<&str> = a.taus.split(':').collect();
+    let bad = || {
+        anyhow::anyhow!(
+            "--taus {}: expected LO:HI:N (e.g. -6:0:31 for 10^-6 … 1 in 31 steps)",
+            a.taus
+        )
+    };
+    let [lo, hi, n] = parts[..] else {
+        return Err(bad());
+    };
+    let (lo, hi, n): (f64, f64, usize) = (
+        lo.parse().map_err(|_| bad())?,
+        hi.parse().map_err(|_| bad())?,
+        n.parse().map_err(|_| bad())?,
+    );
+    if n == 0 {
+        return Err(bad());
+    }
+    let roc_path = out.join("roc.json");
+    if roc_path.exists() && !a.force {
+        anyhow::bail!(
+            "{} exists; choose another --out or pass --force",
+            roc_path.display()
+        );
+    }
+    let config = acdc::load_config(cfg_path, &overrides(a)?)?;
+    let prep = Prepared::new(&config)?;
+    let sweep = prep.sweep();
+    let acdc::Units::Edges(graph) = &sweep.units else {
+        anyhow::bail!("--roc works on edges; drop --nodes");
+    };
+    let truth = acdc::roc::read_truth(truth, graph, &prep.model.cfg)?;
+    let taus = acdc::roc::log_taus(lo, hi, n);
+    let runs = acdc::roc::kept_sets(&prep, &taus)?;
+    let curve = acdc::roc::curve(&runs, &truth, graph.len());
+    let auc = acdc::roc::auc(&curve);
+    let exact: Vec<f64> = runs
+        .iter()
+        .filter(|(_, k)| *k == truth)
+        .map(|(t, _)| *t)
+        .collect();
+    let points: Vec<serde_json::Value> = runs
+        .iter()
+        .map(|(t, k)| {
+            let (fpr, tpr) = acdc::roc::rates(k, &truth, graph.len());
+            serde_json::json!({"tau": t, "kept": k.len(), "fpr": fpr, "tpr": tpr})
+        })
+        .collect();
+    let json = serde_json::json!({
+        "config": config,
+        "truth": truth.len(),
+        "edges": graph.len(),
+        "auc": auc,
+        "exact_at_tau": exact,
+        "points": points,
+    });
+    std::fs::create_dir_all(out)?;
+    circuitscope::error::write_atomic(&roc_path, serde_json::to_string_pretty(&json)?.as_bytes())?;
+    for p in &points {
+        println!(
+            "tau {:.3e}: {:>5} kept, FPR {:.4}, TPR {:.4}",
+            p["tau"].as_f64().unwrap_or(0.0),
+            p["kept"],
+            p["fpr"].as_f64().unwrap_or(0.0),
+            p["tpr"].as_f64().unwrap_or(0.0)
+        );
+    }
+    println!(
+        "ROC AUC {auc:.4} over {n} thresholds ({} true edges of {}); exactly the true circuit at \
+         {} of them; written to {}",
+        truth.len(),
+        graph.len(),
+        exact.len(),
+        roc_path.display()
+    );
+    Ok(())
+}
+
 fn run(a: &Args) -> Result<()> {
     if let Some(dir) = &a.show {
         return show(dir);
+    }
+    if let Some(t) = &a.roc {
+        return roc(a, t);
     }
     let o = overrides(a)?;
     let (config, out, resume): (Config, PathBuf, bool) = match (&a.resume, &a.out) {

@@ -126,11 +126,7 @@ impl Diagram {
     pub fn to_dot(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "digraph circuit {{");
-        let _ = writeln!(
-            s,
-            "  graph [label=\"{}\", labelloc=t];",
-            esc(&self.title)
-        );
+        let _ = writeln!(s, "  graph [label=\"{}\", labelloc=t];", esc(&self.title));
         let _ = writeln!(s, "  node [style=filled, fontname=\"Helvetica\"];");
         for n in &self.nodes {
             let _ = writeln!(
