@@ -216,3 +216,43 @@ fn help_shows_an_example() {
     );
     assert!(s.contains("--resume"));
 }
+
+#[test]
+fn mean_ablation_per_template() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let jsonl = d.join("ds.jsonl");
+    let mut lines = String::new();
+    for i in 0..8 {
+        let (a, b) = (2 + i, 20 + i);
+        lines.push_str(&format!(
+            "{{\"prompt\": \"w{a} w{b} w{a} w{b}\", \"answer\": \"w{a}\", \"wrong\": \"w{b}\", \
+             \"corrupted\": \"w{b} w{a} w40 w41\", \"features\": {{\"template\": \"t{}\"}}}}\n",
+            i % 2
+        ));
+    }
+    std::fs::write(&jsonl, lines).unwrap();
+    let body = |ablation: &str| {
+        format!(
+            "    task: Jsonl(path: \"{}\"),\n    metric: LogitDiff,\n    ablation: {ablation},\n    \
+             tau: 0.05,",
+            jsonl.display()
+        )
+    };
+    let good = config(d, "mean.ron", &body("Mean(by: \"template\")"));
+    let out = d.join("out");
+    let o = acdc(&["--config", &good, "--out", &out.display().to_string()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("circuit.json")).unwrap()).unwrap();
+    assert_eq!(v["minimised"], "-logit-diff");
+    assert!(v["clean_metric"].as_f64().unwrap().is_finite());
+    let bad = config(d, "bad.ron", &body("Mean(by: \"shape\")"));
+    let o = acdc(&[
+        "--config",
+        &bad,
+        "--out",
+        &d.join("o2").display().to_string(),
+    ]);
+    refused(&o, &["feature 'shape'", "template"]);
+}

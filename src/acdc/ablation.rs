@@ -212,3 +212,24 @@ pub fn ablate(
 pub fn to_f64(t: &Tensor) -> Result<Vec<f64>> {
     Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn group_means_count_only_rows_long_enough() {
+        // 3 rows, 2 positions, d = 1; rows 0 and 2 in group 0, row 1 in group 1; row 2 has
+        // length 1, so position 1 of group 0 averages row 0 alone.
+        let t = Tensor::from_vec(
+            vec![1.0f64, 2.0, 10.0, 20.0, 3.0, 99.0],
+            (3, 2, 1),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let m = group_mean(&t, &[0, 1, 0], &[2, 2, 1]).unwrap();
+        let v = to_f64(&m).unwrap();
+        assert_eq!(v, vec![2.0, 2.0, 10.0, 20.0, 2.0, 2.0]);
+    }
+}
