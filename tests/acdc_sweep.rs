@@ -740,3 +740,75 @@ fn node_level_drop_is_every_outgoing_edge() {
         assert!(a > 1e-6, "{u}: dropping it changes nothing?");
     }
 }
+
+/// Components whose output is exactly constant (a head with W_O = 0, an MLP with W_out = 0)
+/// have no effect: every edge out of them is removed, with a measured effect of zero.
+#[test]
+fn dead_components_leave_the_circuit() {
+    use circuitscope::model::BlockWeights;
+    use circuitscope::tokenizer::Tokenizer;
+    let c = config(0.001, Metric::Kl);
+    let mut model = Model::load(std::path::Path::new(&c.model), DType::F64).unwrap();
+    let dead_heads = [(0usize, 1usize), (1, 3), (2, 0)];
+    let dead_mlp = 1usize;
+    for l in 0..model.cfg.n_layers {
+        let b = &model.w.blocks[l];
+        let mut w_o = b.w_o.clone();
+        for &(dl, h) in &dead_heads {
+            if dl == l {
+                let z = w_o.narrow(0, h, 1).unwrap().zeros_like().unwrap();
+                w_o = w_o
+                    .slice_assign(
+                        &[h..h + 1, 0..w_o.dim(1).unwrap(), 0..w_o.dim(2).unwrap()],
+                        &z,
+                    )
+                    .unwrap();
+            }
+        }
+        let w_out = if l == dead_mlp {
+            b.w_out.as_ref().map(|w| w.zeros_like().unwrap())
+        } else {
+            b.w_out.clone()
+        };
+        model.w.blocks[l] = BlockWeights::new(
+            [b.ln1_w.clone(), b.ln1_b.clone()],
+            [b.ln2_w.clone(), b.ln2_b.clone()],
+            [b.w_q.clone(), b.w_k.clone(), b.w_v.clone()],
+            [b.b_q.clone(), b.b_k.clone(), b.b_v.clone()],
+            w_o,
+            b.b_o.clone(),
+            [b.w_in.clone(), b.b_in.clone(), w_out, b.b_out.clone()],
+        )
+        .unwrap();
+    }
+    let tok = Tokenizer::from_model_dir(std::path::Path::new(&c.model)).unwrap();
+    let ds = c.task_with_n().build(&tok).unwrap();
+    let prep = Prepared::from_parts(&c, model, ds).unwrap();
+    let (sweep, s) = library_sweep(&prep);
+    let acdc::Units::Edges(g) = &sweep.units else {
+        unreachable!()
+    };
+    let dead = |u: &Node| match u {
+        Node::Head(l, h) => dead_heads.contains(&(*l, *h)),
+        Node::Mlp(l) => *l == dead_mlp,
+        Node::Embed => false,
+    };
+    let mut tested_dead = 0;
+    for (i, e) in g.edges().iter().enumerate() {
+        if let Edge::Add { sender, .. } = e {
+            if dead(sender) {
+                assert!(!s.present[i], "{e} kept");
+                if let Some(x) = s.effect[i] {
+                    tested_dead += 1;
+                    assert!(x.abs() < 1e-12, "{e}: effect {x}");
+                }
+            }
+        }
+    }
+    assert!(
+        tested_dead >= 3,
+        "only {tested_dead} edges from dead components tested"
+    );
+    // The live part still has a circuit.
+    assert!(s.present.iter().filter(|p| **p).count() > 5);
+}
