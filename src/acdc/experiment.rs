@@ -13,7 +13,7 @@ use super::sweep::{Event, Sweep, SweepState};
 use super::Prepared;
 use crate::error::{write_atomic, Error, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::Write;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -279,10 +279,19 @@ pub fn run(prep: &Prepared, settings: &RunSettings) -> Result<Summary> {
     } else {
         ProgressBar::hidden()
     };
-    if let Ok(style) = ProgressStyle::default_bar()
-        .template("[{elapsed_precise}] {bar:30} {pos}/{len} units · {per_sec} · ETA {eta} · {msg}")
-    {
-        bar.set_style(style);
+    let what = match prep.config.level {
+        super::Level::Edges => "edges",
+        super::Level::Nodes => "nodes",
+    };
+    if let Ok(style) = ProgressStyle::default_bar().template(&format!(
+        "[{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {what} · {{rate}} · ETA {{eta}} · {{msg}}"
+    )) {
+        bar.set_style(style.with_key(
+            "rate",
+            |st: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.1}/s", st.per_sec());
+            },
+        ));
     }
     bar.set_position(c0.decided() as u64);
     bar.reset_eta();
