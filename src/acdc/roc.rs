@@ -75,26 +75,6 @@ pub fn auc(points: &[RocPoint]) -> f64 {
         .sum()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn perfect_and_chance() {
-        let truth: BTreeSet<usize> = [0, 1].into_iter().collect();
-        // A run that keeps exactly the truth: the curve passes through (0, 1).
-        let perfect = vec![(0.1, truth.clone())];
-        assert_eq!(auc(&curve(&perfect, &truth, 4)), 1.0);
-        // Keeping half the truth and half the rest: the diagonal.
-        let half: BTreeSet<usize> = [0, 2].into_iter().collect();
-        let c = curve(&[(0.1, half)], &truth, 4);
-        assert!((auc(&c) - 0.5).abs() < 1e-12);
-        // One true edge and nothing false: (0, 0.5) then (1, 1): 0.5 + 0.25 = 0.75.
-        let one: BTreeSet<usize> = [1].into_iter().collect();
-        assert!((auc(&curve(&[(1.0, one)], &truth, 4)) - 0.75).abs() < 1e-12);
-    }
-}
-
 /// Run a whole sweep (in memory, no checkpoints) for each τ; the kept units of each.
 pub fn kept_sets(
     prep: &super::Prepared,
@@ -192,4 +172,24 @@ pub fn read_truth(
         out.insert(id);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn perfect_and_chance() {
+        let truth: BTreeSet<usize> = [0, 1].into_iter().collect();
+        // A run that keeps exactly the truth: the curve passes through (0, 1).
+        let perfect = vec![(0.1, truth.clone())];
+        assert_eq!(auc(&curve(&perfect, &truth, 4)), 1.0);
+        // Keeping half the truth and half the rest: the diagonal.
+        let half: BTreeSet<usize> = [0, 2].into_iter().collect();
+        let c = curve(&[(0.1, half)], &truth, 4);
+        assert!((auc(&c) - 0.5).abs() < 1e-12);
+        // One true edge and nothing false: (0, 0.5) then (1, 1): 0.5 + 0.25 = 0.75.
+        let one: BTreeSet<usize> = [1].into_iter().collect();
+        assert!((auc(&curve(&[(1.0, one)], &truth, 4)) - 0.75).abs() < 1e-12);
+    }
 }
