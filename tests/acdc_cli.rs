@@ -256,3 +256,46 @@ fn mean_ablation_per_template() {
     ]);
     refused(&o, &["feature 'shape'", "template"]);
 }
+
+#[test]
+fn resuming_after_the_model_files_changed_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let model = d.join("model");
+    std::fs::create_dir(&model).unwrap();
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(
+            root().join("tests/fixtures/gpt2-tiny").join(f),
+            model.join(f),
+        )
+        .unwrap();
+    }
+    let cfg = d.join("c.ron");
+    std::fs::write(
+        &cfg,
+        format!(
+            "AcdcConfig(model: \"{}\", task: Induction(n: 4, seed: 2, seq_len: 4), tau: 0.02)",
+            model.display()
+        ),
+    )
+    .unwrap();
+    let out = d.join("run");
+    let out_s = out.display().to_string();
+    let o = acdc(&[
+        "--config",
+        &cfg.display().to_string(),
+        "--out",
+        &out_s,
+        "--stop-after",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Same shapes, other file: e.g. a retrained model saved over the old one.
+    let mut text = std::fs::read_to_string(model.join("config.json")).unwrap();
+    text.push('\n');
+    std::fs::write(model.join("config.json"), text).unwrap();
+    let before = snapshot(&out);
+    let o = acdc(&["--resume", &out_s]);
+    refused(&o, &["another run", "the model's files"]);
+    assert_eq!(snapshot(&out), before);
+}
