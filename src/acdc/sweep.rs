@@ -704,4 +704,14 @@ mod tests {
             .iter()
             .any(|e| e.starts_with("m1") || e.contains("a1.h0")));
     }
+
+    #[test]
+    fn gpt2_small_visits_the_reference_nodes() {
+        // The reference's GPT-2 small graph has 1,034 nodes: the steps here (logits, MLP
+        // inputs, q/k/v nodes, q/k/v inputs) plus the output nodes (MLP outputs, head
+        // results), which only pass connectivity on, and the embedding.
+        let sweep = Sweep::new(&cfg(12, 12, 3072), opts(0.1));
+        assert_eq!(sweep.units.len(), 32_923);
+        assert_eq!(sweep.steps.len() + 12 + 144 + 1, 1_034);
+    }
 }
