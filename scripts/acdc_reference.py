@@ -79,7 +79,7 @@ def our_name(child, cidx, parent, pidx, n_layers):
     return f"{sender(parent, pidx)} -> {receiver(child, cidx)}"
 
 
-def run_reference(model, clean, corrupted, tau, zero):
+def run_reference(model, clean, corrupted, tau, zero, order):
     from acdc import TLACDCExperiment as texp
     from acdc.acdc_utils import kl_divergence
 
@@ -94,8 +94,8 @@ def run_reference(model, clean, corrupted, tau, zero):
         ref_ds=None if zero else corrupted,
         metric=metric,
         zero_ablation=zero,
-        indices_mode="normal",
-        names_mode="normal",
+        indices_mode=order,
+        names_mode=order,
         verbose=False,
         online_cache_cpu=True,
         corrupted_cache_cpu=True,
@@ -120,8 +120,9 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--runs",
-        default="0.005:corrupted,0.02:corrupted,0.05:zero",
-        help="TAU:ABLATION,... (ablation corrupted or zero)",
+        default="0.005:corrupted,0.02:corrupted,0.05:zero,0.01:corrupted:reverse",
+        help="TAU:ABLATION[:ORDER],... (ablation corrupted or zero; order normal or reverse, "
+        "for both names_mode and indices_mode)",
     )
     args = ap.parse_args()
     sys.path.insert(0, str(args.reference))
@@ -143,9 +144,9 @@ def main() -> int:
     runs = []
     todo = []
     for part in args.runs.split(","):
-        t, a = part.split(":")
-        todo.append((float(t), a == "zero"))
-    for tau, zero in todo:
+        t, a, *o = part.split(":")
+        todo.append((float(t), a == "zero", o[0] if o else "normal"))
+    for tau, zero, order in todo:
         # A fresh model per run: hooks left by one experiment must not leak into the next.
         model = load_tl(Path(args.model), hf, dtype=torch.float64)
         # The edge objects of a fresh correspondence keep their effect sizes after removal.
@@ -160,7 +161,7 @@ def main() -> int:
 
         TLACDCCorrespondence.setup_from_model = staticmethod(setup)
         try:
-            exp = run_reference(model, clean, corrupted, tau, zero)
+            exp = run_reference(model, clean, corrupted, tau, zero, order)
         finally:
             TLACDCCorrespondence.setup_from_model = orig_setup
         kept, effects, total = [], {}, 0
@@ -177,19 +178,20 @@ def main() -> int:
             {
                 "tau": tau,
                 "ablation": "Zero" if zero else "Corrupted",
+                "order": order,
                 "edges_total": total,
                 "kept": sorted(kept),
                 "effects": effects,
                 "final_metric": float(exp.cur_metric),
             }
         )
-        print(f"tau {tau} zero {zero}: {len(kept)} of {total} kept, {len(effects)} tested")
+        print(f"tau {tau} zero {zero} {order}: {len(kept)} of {total} kept, {len(effects)} tested")
 
     out = {
         "notes": "Reference ACDC (ArthurConmy/Automatic-Circuit-Discovery, TLACDCExperiment) in "
         "float64 on tests/fixtures/gpt2-tiny through TransformerLens 3.9 (use_attn_result, "
         "use_split_qkv_input, use_hook_mlp_in, no folding); KL divergence at the last position; "
-        "names_mode and indices_mode normal. Made by scripts/acdc_reference.py.",
+        "names_mode = indices_mode = each run's order. Made by scripts/acdc_reference.py.",
         "tokens": clean.tolist(),
         "corrupted": corrupted.tolist(),
         "runs": runs,

@@ -4,7 +4,7 @@
 //! (`ArthurConmy/Automatic-Circuit-Discovery`, `TLACDCExperiment`, run through TransformerLens in
 //! float64 by `scripts/acdc_reference.py`) decided on `tests/fixtures/gpt2-tiny`: the kept edges
 //! and the metric change it measured for every edge it tested, at several thresholds, with
-//! corrupted and zero ablation. The same sweep here must keep the same edges and measure the
+//! corrupted and zero ablation, in the normal and the reverse parent order. The same sweep here must keep the same edges and measure the
 //! same effects.
 
 use candle_core::DType;
@@ -74,7 +74,10 @@ fn same_decisions_and_effects_as_the_reference() {
             metric: Metric::Kl,
             ablation,
             tau,
-            order: acdc::Order::Normal,
+            order: match run["order"].as_str().unwrap_or("normal") {
+                "reverse" => acdc::Order::Reverse,
+                _ => acdc::Order::Normal,
+            },
             indices_order: None,
             seed: 0,
             level: acdc::Level::Edges,
@@ -147,5 +150,5 @@ fn same_decisions_and_effects_as_the_reference() {
             .any(|(i, e)| matches!(e, Edge::Qkv { .. }) && s.effect[i].is_some()));
         checked += 1;
     }
-    assert_eq!(checked, 3);
+    assert_eq!(checked, 4);
 }
