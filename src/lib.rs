@@ -4,6 +4,7 @@
 
 pub mod acdc;
 pub mod data;
+pub mod detect;
 pub mod error;
 pub mod eval;
 pub mod graph;
@@ -12,6 +13,8 @@ pub mod model;
 pub mod report;
 pub mod scrub;
 pub mod tokenizer;
+pub mod toy;
+pub mod train;
 
 pub use error::{Error, Result};
 

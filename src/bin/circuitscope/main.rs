@@ -2,8 +2,11 @@
 
 use clap::{Parser, Subcommand};
 
+mod build_induction;
 mod data;
 mod forward;
+mod heads;
+mod train;
 mod util;
 
 #[global_allocator]
@@ -23,6 +26,12 @@ enum Command {
     Forward(forward::ForwardArgs),
     /// Generate a task dataset (IOI, induction, greater-than, sequences) as JSON lines.
     Data(data::DataArgs),
+    /// Train a small GPT-2 from a RON config (AdamW on the CPU) and write a Hugging Face folder.
+    Train(train::TrainArgs),
+    /// Write the hand-built toy-induction model (a known induction circuit) as a Hugging Face folder.
+    BuildInduction(build_induction::BuildInductionArgs),
+    /// Previous-token, duplicate-token and induction scores of every head on repeated random tokens.
+    Heads(heads::HeadsArgs),
 }
 
 fn main() {
@@ -31,6 +40,9 @@ fn main() {
     let res = match &cli.command {
         Command::Forward(a) => forward::run(a),
         Command::Data(a) => data::run(a),
+        Command::Train(a) => train::run(a),
+        Command::BuildInduction(a) => build_induction::run(a),
+        Command::Heads(a) => heads::run(a),
     };
     util::exit_on_error(res);
 }

@@ -1,0 +1,330 @@
+//! The training loop: AdamW on candle's autograd, batches that are a pure function of
+//! `(seed, step)`, checkpoints that resume bit for bit, and the final model folder.
+
+use super::adamw::AdamW;
+use super::config::{TrainConfig, TrainTask};
+use super::export::{safetensors_bytes, write_model_dir};
+use super::ioi::{self, derive_seed, IoiMetrics, IoiTask, Split};
+use super::params::Gpt2Params;
+use crate::error::{read_to_string, write_atomic, Error, Result};
+use crate::model::Model;
+use candle_core::{backprop::GradStore, DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// What the loop reports after each step.
+#[derive(Debug, Clone, Copy)]
+pub struct StepInfo {
+    /// Steps done (1-based).
+    pub step: usize,
+    /// Total steps.
+    pub steps: usize,
+    /// This step's loss.
+    pub loss: f64,
+    /// This step's learning rate.
+    pub lr: f64,
+    /// The gradient norm before clipping.
+    pub grad_norm: f64,
+}
+
+/// One row of `train_log.csv`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct LogRow {
+    /// Step (1-based).
+    pub step: usize,
+    /// Learning rate.
+    pub lr: f64,
+    /// Loss.
+    pub loss: f64,
+    /// Gradient norm before clipping.
+    pub grad_norm: f64,
+}
+
+/// The outcome of a training run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainOutcome {
+    /// The model's name.
+    pub name: String,
+    /// Seed.
+    pub seed: u64,
+    /// Steps trained.
+    pub steps: usize,
+    /// Mean loss over the last 50 steps.
+    pub final_loss: f64,
+    /// Seconds spent training (this invocation; a resumed run counts only its own part).
+    pub wall_s: f64,
+    /// Threads candle used.
+    pub threads: usize,
+    /// Step the run resumed from, if it did.
+    pub resumed_from: Option<usize>,
+    /// Task metrics of the final model.
+    pub metrics: IoiMetrics,
+    /// SHA-256 of `model.safetensors`.
+    pub weights_sha256: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CheckpointState {
+    step: usize,
+    adam_t: u64,
+    config: TrainConfig,
+    log: Vec<LogRow>,
+}
+
+/// The checkpoint folder of a run.
+pub fn checkpoint_dir(out: &Path) -> PathBuf {
+    out.join("checkpoint")
+}
+
+fn write_checkpoint(
+    out: &Path,
+    cfg: &TrainConfig,
+    params: &Gpt2Params,
+    opt: &AdamW,
+    step: usize,
+    log: &[LogRow],
+) -> Result<()> {
+    let dir = checkpoint_dir(out);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let mut moments = Vec::new();
+    for p in &params.params {
+        moments.push((format!("m.{}", p.name), p.m.clone()));
+        moments.push((format!("v.{}", p.name), p.v.clone()));
+    }
+    write_atomic(
+        dir.join("model.safetensors"),
+        &safetensors_bytes(&params.tensors())?,
+    )?;
+    write_atomic(dir.join("optimizer.safetensors"), &safetensors_bytes(&moments)?)?;
+    let state = CheckpointState {
+        step,
+        adam_t: opt.t,
+        config: cfg.clone(),
+        log: log.to_vec(),
+    };
+    let text = serde_json::to_string(&state)
+        .map_err(|e| Error::input(format!("cannot serialise the checkpoint state: {e}")))?;
+    // The state is written last: a checkpoint counts only once its state names its step.
+    write_atomic(dir.join("state.json"), text.as_bytes())
+}
+
+fn read_checkpoint(
+    out: &Path,
+    cfg: &TrainConfig,
+    params: &mut Gpt2Params,
+    opt: &mut AdamW,
+) -> Result<Option<(usize, Vec<LogRow>)>> {
+    let dir = checkpoint_dir(out);
+    let state_path = dir.join("state.json");
+    if !state_path.is_file() {
+        return Ok(None);
+    }
+    let state: CheckpointState = serde_json::from_str(&read_to_string(&state_path)?)
+        .map_err(|e| {
+            Error::input(format!(
+                "{}: corrupted checkpoint state ({e}); delete {} to train from scratch",
+                state_path.display(),
+                dir.display()
+            ))
+        })?;
+    if &state.config != cfg {
+        return Err(Error::input(format!(
+            "{}: the checkpoint was written by a different training config; delete {} or \
+             train without --resume",
+            state_path.display(),
+            dir.display()
+        )));
+    }
+    let load = |name: &str| -> Result<HashMap<String, Tensor>> {
+        let p = dir.join(name);
+        candle_core::safetensors::load(&p, &Device::Cpu).map_err(|e| {
+            Error::input(format!(
+                "{}: cannot read the checkpoint ({e}); delete {} to train from scratch",
+                p.display(),
+                dir.display()
+            ))
+        })
+    };
+    let weights = load("model.safetensors")?;
+    let moments = load("optimizer.safetensors")?;
+    *params = Gpt2Params::from_tensors(&params.cfg, &weights)?;
+    for p in params.params.iter_mut() {
+        let get = |k: String| {
+            moments.get(&k).cloned().ok_or_else(|| {
+                Error::input(format!(
+                    "{}: checkpoint lacks '{k}'; delete {} to train from scratch",
+                    dir.display(),
+                    dir.display()
+                ))
+            })
+        };
+        p.m = get(format!("m.{}", p.name))?;
+        p.v = get(format!("v.{}", p.name))?;
+    }
+    opt.t = state.adam_t;
+    Ok(Some((state.step, state.log)))
+}
+
+/// Train as `cfg` says and write the model folder `out` (`config.json`, `model.safetensors`,
+/// `tokenizer.json`, `metrics.json`, `train_log.csv`, `MODEL.md`). With `resume`, continue from
+/// `out/checkpoint` if there is one. `on_step` sees every step (for a progress bar).
+pub fn train(
+    cfg: &TrainConfig,
+    out: &Path,
+    resume: bool,
+    on_step: &mut dyn FnMut(&StepInfo),
+) -> Result<TrainOutcome> {
+    let TrainTask::Ioi(ioi_cfg) = &cfg.task;
+    let task = IoiTask::new(ioi_cfg)?;
+    let mcfg = cfg.model_config(task.tok.vocab_size())?;
+    let mut params = Gpt2Params::init(&mcfg, cfg.seed)?;
+    let mut opt = AdamW::new(cfg.adamw);
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let (start, mut log) = if resume {
+        match read_checkpoint(out, cfg, &mut params, &mut opt)? {
+            Some((s, l)) => (s, l),
+            None => (0, Vec::new()),
+        }
+    } else {
+        (0, Vec::new())
+    };
+    let t0 = Instant::now();
+    for step in start..cfg.steps {
+        let ds = task.sample(
+            Split::Train,
+            cfg.batch,
+            derive_seed(cfg.seed, "batch", step as u64),
+            None,
+        )?;
+        let (loss, grads) = loss_and_grads(&params, &ds, cfg.micro_batch)?;
+        let norm = AdamW::grad_norm(&params.params, &grads)?;
+        let scale = if cfg.grad_clip > 0.0 && norm > cfg.grad_clip {
+            cfg.grad_clip / norm
+        } else {
+            1.0
+        };
+        let lr = cfg.lr_at(step);
+        opt.step(&mut params.params, &grads, lr, scale)?;
+        if !loss.is_finite() {
+            return Err(Error::input(format!(
+                "the loss became {loss} at step {}; lower the learning rate",
+                step + 1
+            )));
+        }
+        let row = LogRow {
+            step: step + 1,
+            lr,
+            loss,
+            grad_norm: norm,
+        };
+        log.push(row);
+        on_step(&StepInfo {
+            step: step + 1,
+            steps: cfg.steps,
+            loss,
+            lr,
+            grad_norm: norm,
+        });
+        if cfg.checkpoint_every > 0
+            && (step + 1) % cfg.checkpoint_every == 0
+            && step + 1 < cfg.steps
+        {
+            write_checkpoint(out, cfg, &params, &opt, step + 1, &log)?;
+        }
+    }
+    let wall_s = t0.elapsed().as_secs_f64();
+
+    let tensors = params.tensors();
+    write_model_dir(out, &mcfg, &tensors, &task.tokenizer_json)?;
+    let weights_sha256 = sha256_hex(&std::fs::read(out.join("model.safetensors")).map_err(|e| {
+        Error::io(out.join("model.safetensors"), e)
+    })?);
+    let model = Model::load(out, DType::F32)?;
+    let metrics = ioi::evaluate(&model, &task, cfg.eval.n, cfg.eval.seed)?;
+    let tail = &log[log.len().saturating_sub(50)..];
+    let final_loss = tail.iter().map(|r| r.loss).sum::<f64>() / tail.len().max(1) as f64;
+    let outcome = TrainOutcome {
+        name: cfg.name.clone(),
+        seed: cfg.seed,
+        steps: cfg.steps,
+        final_loss,
+        wall_s,
+        threads: candle_core::utils::get_num_threads(),
+        resumed_from: (start > 0).then_some(start),
+        metrics,
+        weights_sha256,
+    };
+    write_atomic(out.join("train_log.csv"), log_csv(&log).as_bytes())?;
+    let json = serde_json::to_string_pretty(&outcome)
+        .map_err(|e| Error::input(format!("cannot serialise metrics: {e}")))?;
+    write_atomic(out.join("metrics.json"), format!("{json}\n").as_bytes())?;
+    write_atomic(
+        out.join("MODEL.md"),
+        super::card::ioi_model_card(cfg, &mcfg, &task, &outcome).as_bytes(),
+    )?;
+    let ck = checkpoint_dir(out);
+    if ck.is_dir() {
+        std::fs::remove_dir_all(&ck).map_err(|e| Error::io(&ck, e))?;
+    }
+    Ok(outcome)
+}
+
+/// The mean answer loss of a batch and its gradients, computed in passes of `micro` prompts
+/// (0: one pass) whose gradients are summed in order.
+pub fn loss_and_grads(
+    params: &Gpt2Params,
+    ds: &crate::data::Dataset,
+    micro: usize,
+) -> Result<(f64, GradStore)> {
+    let n = ds.len();
+    let micro = if micro == 0 { n } else { micro.min(n) };
+    let model = Model::from_weights(params.cfg.clone(), params.weights()?, DType::F32)?;
+    let mut total: Option<GradStore> = None;
+    let mut loss_sum = 0.0;
+    let rows: Vec<usize> = (0..n).collect();
+    for chunk in rows.chunks(micro) {
+        let part = ds.select(chunk);
+        let loss = ioi::answer_loss(&model, &part)?;
+        let weight = chunk.len() as f64 / n as f64;
+        loss_sum += weight * loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let grads = (loss * weight)?.backward()?;
+        total = Some(match total {
+            None => grads,
+            Some(mut acc) => {
+                for p in &params.params {
+                    let v = p.var.as_tensor();
+                    if let (Some(a), Some(g)) = (acc.get(v), grads.get(v)) {
+                        let s = (a.detach() + g.detach())?;
+                        acc.insert(v, s);
+                    }
+                }
+                acc
+            }
+        });
+    }
+    let grads = total.ok_or_else(|| Error::input("empty training batch"))?;
+    Ok((loss_sum, grads))
+}
+
+/// The loss log as CSV (every 10th step and the last).
+pub fn log_csv(log: &[LogRow]) -> String {
+    let mut s = String::from("step,lr,loss,grad_norm\n");
+    for (i, r) in log.iter().enumerate() {
+        if r.step % 10 == 0 || i + 1 == log.len() {
+            s.push_str(&format!(
+                "{},{:.6e},{:.6},{:.6}\n",
+                r.step, r.lr, r.loss, r.grad_norm
+            ));
+        }
+    }
+    s
+}
+
+/// Hex SHA-256 of bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(bytes);
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
