@@ -45,12 +45,29 @@ impl Default for MeanOptions {
     }
 }
 
+/// Options of resample ablation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResampleOptions {
+    /// Row i reads the sender's output on row `(i + shift) mod n`.
+    pub shift: usize,
+}
+
+impl Default for ResampleOptions {
+    fn default() -> Self {
+        ResampleOptions { shift: 1 }
+    }
+}
+
 /// How a removed edge is ablated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum Ablation {
     /// The sender's output on the corrupted prompt of the same row.
     #[default]
     Corrupted,
+    /// The sender's output on another clean row (row i takes row i + shift), as ACDC's
+    /// induction experiments corrupt with other sequences.
+    Resample(ResampleOptions),
     /// Zero.
     Zero,
     /// The sender's mean output (per position), per group of rows.
@@ -61,7 +78,8 @@ impl std::str::FromStr for Ablation {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         match s.trim().to_ascii_lowercase().as_str() {
-            "corrupted" | "corrupt" | "resample" => Ok(Ablation::Corrupted),
+            "corrupted" | "corrupt" => Ok(Ablation::Corrupted),
+            "resample" => Ok(Ablation::Resample(ResampleOptions::default())),
             "zero" => Ok(Ablation::Zero),
             "mean" => Ok(Ablation::Mean(MeanOptions::default())),
             "mean-all" => Ok(Ablation::Mean(MeanOptions {
@@ -69,7 +87,8 @@ impl std::str::FromStr for Ablation {
                 ..Default::default()
             })),
             _ => Err(Error::input(format!(
-                "unknown ablation '{s}'; use corrupted, zero, mean (per template) or mean-all"
+                "unknown ablation '{s}'; use corrupted, resample (another row), zero, mean (per \
+                 template) or mean-all"
             ))),
         }
     }
@@ -160,7 +179,7 @@ pub fn ablate(
         )
     };
     match ablation {
-        Ablation::Corrupted => {
+        Ablation::Corrupted | Ablation::Resample(_) => {
             let t = source_tokens
                 .ok_or_else(|| Error::input("corrupted ablation needs corrupted prompts"))?;
             from_run(model, &run_on(t)?)

@@ -17,7 +17,7 @@ pub mod output;
 pub mod roc;
 pub mod sweep;
 
-pub use ablation::{Ablation, MeanOptions, MeanSource};
+pub use ablation::{Ablation, MeanOptions, MeanSource, ResampleOptions};
 pub use config::{Config, Overrides, Precision};
 pub use evaluate::{Evaluator, Objective};
 pub use sweep::{Level, Oracle, Order, Sweep, SweepOptions, SweepState, Units};
@@ -142,6 +142,39 @@ fn tokens_of(model: &Model, ds: &Dataset, corrupted: bool) -> Result<Tensor> {
     model.tokens_tensor(&rows)
 }
 
+/// Row i of the result is row `(i + shift) mod n` of `tokens`; every row must have its
+/// partner's length and answer position.
+fn resampled(tokens: &Tensor, ds: &Dataset, shift: usize) -> Result<Tensor> {
+    let n = ds.len();
+    if shift % n == 0 {
+        return Err(Error::input(format!(
+            "resample ablation with shift {shift} on {n} rows pairs every row with itself; use a \
+             shift that is not a multiple of the number of rows"
+        )));
+    }
+    let partner: Vec<usize> = (0..n).map(|i| (i + shift) % n).collect();
+    for (i, &j) in partner.iter().enumerate() {
+        let (a, b) = (&ds.examples[i], &ds.examples[j]);
+        if a.tokens.len() != b.tokens.len() || a.end() != b.end() {
+            return Err(Error::input(format!(
+                "resample ablation: row {i} ({} tokens, answer at {}) takes row {j} ({} tokens, \
+                 answer at {}); resampling patches position by position, so rows must have one \
+                 length — use a task whose prompts all have the same shape",
+                a.tokens.len(),
+                a.end(),
+                b.tokens.len(),
+                b.end()
+            )));
+        }
+    }
+    let idx = Tensor::from_vec(
+        partner.iter().map(|&j| j as u32).collect::<Vec<_>>(),
+        n,
+        tokens.device(),
+    )?;
+    Ok(tokens.index_select(&idx, 0)?)
+}
+
 /// Check that every row has a corrupted prompt aligned position by position with the clean one.
 pub fn check_alignment(ds: &Dataset) -> Result<()> {
     for (i, e) in ds.examples.iter().enumerate() {
@@ -198,13 +231,15 @@ impl Prepared {
         let needs_corrupted = match &config.ablation {
             Ablation::Corrupted => true,
             Ablation::Mean(m) => m.source == MeanSource::Corrupted,
-            Ablation::Zero => false,
+            Ablation::Zero | Ablation::Resample(_) => false,
         } || config.metric == Metric::NormLogitDiff;
         if needs_corrupted {
             check_alignment(&dataset)?;
         }
         let tokens = tokens_of(&model, &dataset, false)?;
-        let source_tokens = if needs_corrupted {
+        let source_tokens = if let Ablation::Resample(r) = &config.ablation {
+            Some(resampled(&tokens, &dataset, r.shift)?)
+        } else if needs_corrupted {
             Some(tokens_of(&model, &dataset, true)?)
         } else {
             None

@@ -107,14 +107,19 @@ pub fn log_taus(lo: f64, hi: f64, n: usize) -> Vec<f64> {
         .collect()
 }
 
-/// Read a known circuit: a JSON list of edges, or an object whose `edges` field is one; each
-/// edge a string `"a0.h1 -> a1.h2.q"` or an object with `sender` and `receiver` (or `name`).
+/// Read a known circuit from JSON: a list of edges, or an object holding one under `key`
+/// (e.g. `edges` or `edges_resample` in a toy's `CIRCUIT.json`). An edge is a string
+/// `"a0.h1 -> a1.h2.q"`, a pair `["a0.h1", "a1.h2.q"]`, or an object with `sender` and
+/// `receiver`. With the q/k/v split, an edge into a head's input implies that input's edge
+/// into the head (`a1.h2.q -> a1.h2`), which the known circuit needs as well.
 pub fn read_truth(
     path: &std::path::Path,
+    key: &str,
     graph: &crate::graph::EdgeGraph,
     cfg: &crate::model::ModelConfig,
 ) -> crate::Result<BTreeSet<usize>> {
     use crate::error::Error;
+    use crate::graph::{Edge, Receiver};
     let text = crate::error::read_to_string(path)?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
         Error::input(format!(
@@ -126,16 +131,18 @@ pub fn read_truth(
     })?;
     let list = match &v {
         serde_json::Value::Array(a) => a.clone(),
-        serde_json::Value::Object(o) => o
-            .get("edges")
-            .and_then(|e| e.as_array())
-            .cloned()
-            .ok_or_else(|| {
-                Error::input(format!(
-                    "{}: expected a list of edges or an object with an \"edges\" list",
-                    path.display()
-                ))
-            })?,
+        serde_json::Value::Object(o) => {
+            o.get(key)
+                .and_then(|e| e.as_array())
+                .cloned()
+                .ok_or_else(|| {
+                    let keys: Vec<&String> = o.keys().filter(|k| o[*k].is_array()).collect();
+                    Error::input(format!(
+                        "{}: no edge list under \"{key}\"; lists here: {keys:?}",
+                        path.display()
+                    ))
+                })?
+        }
         _ => {
             return Err(Error::input(format!(
                 "{}: expected a list of edges",
@@ -147,31 +154,51 @@ pub fn read_truth(
     for (i, e) in list.iter().enumerate() {
         let s = match e {
             serde_json::Value::String(s) => s.clone(),
-            serde_json::Value::Object(o) => {
-                match (o.get("sender"), o.get("receiver"), o.get("name")) {
-                    (Some(a), Some(b), _) => format!(
-                        "{} -> {}",
-                        a.as_str().unwrap_or_default(),
-                        b.as_str().unwrap_or_default()
-                    ),
-                    (_, _, Some(n)) => n.as_str().unwrap_or_default().to_string(),
-                    _ => String::new(),
-                }
-            }
+            serde_json::Value::Array(p) if p.len() == 2 => format!(
+                "{} -> {}",
+                p[0].as_str().unwrap_or_default(),
+                p[1].as_str().unwrap_or_default()
+            ),
+            serde_json::Value::Object(o) => format!(
+                "{} -> {}",
+                o.get("sender").and_then(|x| x.as_str()).unwrap_or_default(),
+                o.get("receiver")
+                    .and_then(|x| x.as_str())
+                    .unwrap_or_default()
+            ),
             _ => String::new(),
         };
-        let edge = crate::graph::Edge::parse(&s, cfg)
+        let edge = Edge::parse(&s, cfg)
             .map_err(|err| Error::input(format!("{}: edge {i} ({e}): {err}", path.display())))?;
         let id = graph.id(&edge).ok_or_else(|| {
             Error::input(format!(
-                "{}: edge {i} ({edge}) is not in this graph (with the q/k/v split: {})",
+                "{}: edge {i} ({edge}) is not in this graph (q/k/v split: {})",
                 path.display(),
                 graph.options.split_qkv
             ))
         })?;
         out.insert(id);
+        if let Edge::Add {
+            receiver: Receiver::Head(l, h, x),
+            ..
+        } = edge
+        {
+            if let Some(q) = graph.qkv_id(l, h, x) {
+                out.insert(q);
+            }
+        }
     }
     Ok(out)
+}
+
+/// The list in a toy's `CIRCUIT.json` that matches an ablation: `edges_resample` for
+/// resampling, `edges_second_copy` for the induction task's own corruption, `edges` otherwise.
+pub fn truth_key(ablation: &super::Ablation) -> &'static str {
+    match ablation {
+        super::Ablation::Resample(_) => "edges_resample",
+        super::Ablation::Corrupted => "edges_second_copy",
+        _ => "edges",
+    }
 }
 
 #[cfg(test)]

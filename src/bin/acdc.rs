@@ -45,7 +45,7 @@ struct Args {
     /// Metric: kl, logit-diff, prob-diff, nll, prob, norm-logit-diff.
     #[arg(long)]
     metric: Option<String>,
-    /// Ablation: corrupted, zero, mean (per template), mean-all.
+    /// Ablation: corrupted, resample (another row), zero, mean (per template), mean-all.
     #[arg(long)]
     ablation: Option<String>,
     /// Number of examples.
@@ -81,6 +81,10 @@ struct Args {
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Worker threads (sets RAYON_NUM_THREADS; results do not depend on it). Small models run
+    /// fastest on 1.
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
     /// Evaluate naively (one full forward pass per edge), for comparisons.
     #[arg(long, hide = true)]
     naive: bool,
@@ -91,6 +95,10 @@ struct Args {
     /// --taus and write roc.json into --out.
     #[arg(long, value_name = "CIRCUIT_JSON")]
     roc: Option<PathBuf>,
+    /// Which list of the known-circuit file to compare with (default: `edges_resample` for
+    /// resample ablation, `edges_second_copy` for corrupted, `edges` otherwise).
+    #[arg(long, value_name = "KEY")]
+    roc_key: Option<String>,
     /// The τ values of --roc: LO:HI:N, N values evenly spaced in log10 from 10^LO to 10^HI.
     #[arg(long, default_value = "-6:0:31", allow_hyphen_values = true)]
     taus: String,
@@ -130,7 +138,7 @@ fn show(dir: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-fn roc(a: &Args, truth: &std::path::Path) -> Result<()> {
+fn roc(a: &Args, truth_path: &std::path::Path) -> Result<()> {
     let (Some(cfg_path), Some(out)) = (&a.config, &a.out) else {
         anyhow::bail!("--roc needs --config FILE and --out DIR");
     };
@@ -165,7 +173,11 @@ fn roc(a: &Args, truth: &std::path::Path) -> Result<()> {
     let acdc::Units::Edges(graph) = &sweep.units else {
         anyhow::bail!("--roc works on edges; drop --nodes");
     };
-    let truth = acdc::roc::read_truth(truth, graph, &prep.model.cfg)?;
+    let key = a
+        .roc_key
+        .clone()
+        .unwrap_or_else(|| acdc::roc::truth_key(&config.ablation).to_string());
+    let truth = acdc::roc::read_truth(truth_path, &key, graph, &prep.model.cfg)?;
     let taus = acdc::roc::log_taus(lo, hi, n);
     let runs = acdc::roc::kept_sets(&prep, &taus)?;
     let curve = acdc::roc::curve(&runs, &truth, graph.len());
@@ -184,6 +196,8 @@ fn roc(a: &Args, truth: &std::path::Path) -> Result<()> {
         .collect();
     let json = serde_json::json!({
         "config": config,
+        "truth_file": truth_path.display().to_string(),
+        "truth_key": key,
         "truth": truth.len(),
         "edges": graph.len(),
         "auc": auc,
@@ -305,6 +319,10 @@ fn run(a: &Args) -> Result<()> {
 
 fn main() {
     let args = Args::parse();
+    if let Some(n) = args.threads {
+        // Before any tensor work: the thread pools read it once, when they start.
+        std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()

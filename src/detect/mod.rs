@@ -92,7 +92,12 @@ pub fn repeated_tokens(
 
 /// Score every head on `tokens` (rows `[BOS] r r` with `r` of `seq_len` tokens; `bos` says
 /// whether the BOS token is there).
-pub fn head_scores(model: &Model, tokens: &[Vec<u32>], seq_len: usize, bos: bool) -> Result<HeadScores> {
+pub fn head_scores(
+    model: &Model,
+    tokens: &[Vec<u32>],
+    seq_len: usize,
+    bos: bool,
+) -> Result<HeadScores> {
     let o = usize::from(bos);
     let p = o + 2 * seq_len;
     if let Some(r) = tokens.iter().find(|r| r.len() != p) {
@@ -132,7 +137,9 @@ pub fn head_scores(model: &Model, tokens: &[Vec<u32>], seq_len: usize, bos: bool
         let (b, h, q, k) = pat.dims4()?;
         let flat = pat.flatten_all()?.to_vec1::<f64>()?;
         // Attention of row bi, head hi, from dest to src.
-        let at = |bi: usize, hi: usize, dest: usize, src: usize| flat[((bi * h + hi) * q + dest) * k + src];
+        let at = |bi: usize, hi: usize, dest: usize, src: usize| {
+            flat[((bi * h + hi) * q + dest) * k + src]
+        };
         for (d, list) in pairs.iter().enumerate() {
             for (h, slot) in scores[d][l].iter_mut().enumerate() {
                 let mut sum = 0.0;

@@ -81,7 +81,11 @@ pub struct EdgeEffect {
 fn kl_and_max(clean: &Tensor, cut: &Tensor) -> Result<(f64, f64, f64)> {
     let c = clean.to_dtype(DType::F64)?;
     let k = cut.to_dtype(DType::F64)?;
-    let max = (&k - &c)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f64>()?;
+    let max = (&k - &c)?
+        .abs()?
+        .flatten_all()?
+        .max(0)?
+        .to_scalar::<f64>()?;
     let lc = eval::log_softmax(&c)?;
     let lk = eval::log_softmax(&k)?;
     let kl = (lc.exp()? * (&lc - &lk)?)?.sum(candle_core::D::Minus1)?; // [b, p]
@@ -105,7 +109,10 @@ pub fn edge_effects(
     let none = Patches::new();
     let base = eval::run(model, clean, &none, RunOptions::default())?;
     let alt_run = eval::run(model, corrupted, &none, RunOptions::default())?;
-    let clean_logits = base.logits.clone().ok_or_else(|| crate::Error::input("no logits"))?;
+    let clean_logits = base
+        .logits
+        .clone()
+        .ok_or_else(|| crate::Error::input("no logits"))?;
     let mut out = Vec::new();
     for (s, r) in all_edges(&model.cfg) {
         let alt = match ablation {

@@ -212,9 +212,11 @@ pub fn build(spec: &InductionSpec) -> Result<BuiltInduction> {
     // LayerNorm scales of the residual stream entering layer 0, layer 1 and the unembedding
     // (on a repeat, where the induction head's output is one code of norm β).
     let s0 = ((A_TOK * A_TOK * cen_v + B_POS * B_POS * cen_n) / df + eps).sqrt();
-    let s1_sq_part = A_TOK * A_TOK * cen_v + B_POS * B_POS * cen_n + C_PREV * C_PREV * cen_v + code_sq;
+    let s1_sq_part =
+        A_TOK * A_TOK * cen_v + B_POS * B_POS * cen_n + C_PREV * C_PREV * cen_v + code_sq;
     let s1 = (s1_sq_part / df + eps).sqrt();
-    let tok_sq = A_TOK * A_TOK * cen_v + spec.beta * spec.beta * cen_v - 2.0 * A_TOK * spec.beta / vf;
+    let tok_sq =
+        A_TOK * A_TOK * cen_v + spec.beta * spec.beta * cen_v - 2.0 * A_TOK * spec.beta / vf;
     let sf_sq = tok_sq + B_POS * B_POS * cen_n + C_PREV * C_PREV * cen_v + 2.0 * code_sq;
     let sf = (sf_sq / df + eps).sqrt();
     let root = (spec.margin * (dh as f64).sqrt()).sqrt();
@@ -319,7 +321,11 @@ pub fn build(spec: &InductionSpec) -> Result<BuiltInduction> {
                 stack_in(&[&ha.k, &hb.k])?,
                 stack_in(&[&ha.v, &hb.v])?,
             ],
-            [zeros(&[N_HEADS, dh])?, zeros(&[N_HEADS, dh])?, zeros(&[N_HEADS, dh])?],
+            [
+                zeros(&[N_HEADS, dh])?,
+                zeros(&[N_HEADS, dh])?,
+                zeros(&[N_HEADS, dh])?,
+            ],
             stack_out(&[&ha.o, &hb.o])?,
             zeros(&[d])?,
             [

@@ -231,7 +231,12 @@ pub fn circuit_file(model: &Model, tok: &Tokenizer) -> Result<CircuitFile> {
         .collect();
     let clean = model.tokens_tensor(&clean)?;
     let cor = model.tokens_tensor(&cor)?;
-    let shifted = shifted_rows(&ds.examples.iter().map(|e| e.tokens.clone()).collect::<Vec<_>>());
+    let shifted = shifted_rows(
+        &ds.examples
+            .iter()
+            .map(|e| e.tokens.clone())
+            .collect::<Vec<_>>(),
+    );
     let shifted = model.tokens_tensor(&shifted)?;
     let roles = [
         ("a0.h0", "previous-token head: attends from p to p − 1, copies that token into PREV"),
@@ -338,7 +343,9 @@ fn to_json<T: Serialize>(v: &T) -> Result<String> {
 }
 
 fn heads_table(s: &HeadScores) -> String {
-    let mut t = String::from("| head | previous-token | duplicate-token | induction |\n|---|---|---|---|\n");
+    let mut t = String::from(
+        "| head | previous-token | duplicate-token | induction |\n|---|---|---|---|\n",
+    );
     for l in 0..s.previous_token.len() {
         for h in 0..s.previous_token[l].len() {
             t.push_str(&format!(
@@ -366,7 +373,9 @@ fn model_card(
          edge by edge. It is one of circuitscope's embedded default models: ACDC and causal \
          scrubbing can be checked against `CIRCUIT.json`, the ground truth.\n\n",
     );
-    s.push_str("## Rebuild\n\n```\ncircuitscope build-induction --out models/toy-induction\n```\n\n");
+    s.push_str(
+        "## Rebuild\n\n```\ncircuitscope build-induction --out models/toy-induction\n```\n\n",
+    );
     s.push_str(&format!(
         "The build is deterministic: the same command writes the same `model.safetensors` \
          bit for bit (SHA-256 `{sha}`). Nothing is trained; `src/toy/induction.rs` writes every \
@@ -451,34 +460,54 @@ fn model_card(
         let in_r = c.edges_resample.iter().any(|e| &e[0] == a && &e[1] == b);
         s.push_str(&format!(
             "- `{a} → {b}`{}\n",
-            if in_r { "" } else { " (positions only: invisible to resampling)" }
+            if in_r {
+                ""
+            } else {
+                " (positions only: invisible to resampling)"
+            }
         ));
     }
     let max_other = |effects: &[EdgeEffect], listed: &[[String; 2]]| {
         effects
             .iter()
-            .filter(|e| !listed.iter().any(|l| l[0] == e.sender && l[1] == e.receiver))
+            .filter(|e| {
+                !listed
+                    .iter()
+                    .any(|l| l[0] == e.sender && l[1] == e.receiver)
+            })
             .map(|e| e.max_abs_logit_change)
             .fold(0.0f64, f64::max)
     };
     let min_end_kl = |effects: &[EdgeEffect], listed: &[[String; 2]]| {
         effects
             .iter()
-            .filter(|e| listed.iter().any(|l| l[0] == e.sender && l[1] == e.receiver))
+            .filter(|e| {
+                listed
+                    .iter()
+                    .any(|l| l[0] == e.sender && l[1] == e.receiver)
+            })
             .map(|e| e.end_kl)
             .fold(f64::INFINITY, f64::min)
     };
     let max_other_end_kl = |effects: &[EdgeEffect], listed: &[[String; 2]]| {
         effects
             .iter()
-            .filter(|e| !listed.iter().any(|l| l[0] == e.sender && l[1] == e.receiver))
+            .filter(|e| {
+                !listed
+                    .iter()
+                    .any(|l| l[0] == e.sender && l[1] == e.receiver)
+            })
             .map(|e| e.end_kl)
             .fold(0.0f64, f64::max)
     };
     let min_listed = |effects: &[EdgeEffect], listed: &[[String; 2]]| {
         effects
             .iter()
-            .filter(|e| listed.iter().any(|l| l[0] == e.sender && l[1] == e.receiver))
+            .filter(|e| {
+                listed
+                    .iter()
+                    .any(|l| l[0] == e.sender && l[1] == e.receiver)
+            })
             .map(|e| e.max_abs_logit_change)
             .fold(f64::INFINITY, f64::min)
     };

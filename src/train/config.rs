@@ -176,6 +176,8 @@ impl TrainConfig {
     /// The model configuration for a vocabulary of `d_vocab` tokens.
     pub fn model_config(&self, d_vocab: usize) -> Result<ModelConfig> {
         let m = &self.model;
-        super::export::gpt2_model_config(m.n_layers, m.d_model, m.n_heads, m.d_mlp, d_vocab, m.n_ctx)
+        super::export::gpt2_model_config(
+            m.n_layers, m.d_model, m.n_heads, m.d_mlp, d_vocab, m.n_ctx,
+        )
     }
 }

@@ -135,7 +135,10 @@ pub fn write_model_dir(
 ) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let bos = cfg.bos_token_id.unwrap_or(0);
-    write_atomic(dir.join("config.json"), gpt2_config_json(cfg, bos).as_bytes())?;
+    write_atomic(
+        dir.join("config.json"),
+        gpt2_config_json(cfg, bos).as_bytes(),
+    )?;
     write_atomic(dir.join("model.safetensors"), &safetensors_bytes(tensors)?)?;
     let mut tok = tokenizer_json.to_string();
     if !tok.ends_with('\n') {

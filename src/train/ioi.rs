@@ -397,7 +397,12 @@ fn abc_metrics(model: &Model, ds: &Dataset) -> Result<AbcMetrics> {
 
 /// Evaluate a model on `n` prompts of each split, drawn with `seed`.
 pub fn evaluate(model: &Model, task: &IoiTask, n: usize, seed: u64) -> Result<IoiMetrics> {
-    let heldout = task.sample(Split::Heldout, n, derive_seed(seed, "heldout", 0), Some(ABC_FLIP))?;
+    let heldout = task.sample(
+        Split::Heldout,
+        n,
+        derive_seed(seed, "heldout", 0),
+        Some(ABC_FLIP),
+    )?;
     let train = task.sample(Split::Train, n, derive_seed(seed, "train", 0), None)?;
     let untrained = if task.untrained_names().len() >= 2 {
         let ds = task.sample(Split::Untrained, n, derive_seed(seed, "untrained", 0), None)?;

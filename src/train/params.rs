@@ -145,10 +145,7 @@ impl Gpt2Params {
 
 /// Build TransformerLens-layout [`Weights`] from GPT-2 tensors given by name (Conv1D layout,
 /// tied unembedding), using only differentiable operations.
-pub fn weights_from_hf(
-    cfg: &ModelConfig,
-    get: impl Fn(&str) -> Result<Tensor>,
-) -> Result<Weights> {
+pub fn weights_from_hf(cfg: &ModelConfig, get: impl Fn(&str) -> Result<Tensor>) -> Result<Weights> {
     let (d, h, dh) = (cfg.d_model, cfg.n_heads, cfg.d_head);
     let w_e = get("transformer.wte.weight")?;
     let w_pos = get("transformer.wpe.weight")?;

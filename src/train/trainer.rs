@@ -97,7 +97,10 @@ fn write_checkpoint(
         dir.join("model.safetensors"),
         &safetensors_bytes(&params.tensors())?,
     )?;
-    write_atomic(dir.join("optimizer.safetensors"), &safetensors_bytes(&moments)?)?;
+    write_atomic(
+        dir.join("optimizer.safetensors"),
+        &safetensors_bytes(&moments)?,
+    )?;
     let state = CheckpointState {
         step,
         adam_t: opt.t,
@@ -121,8 +124,8 @@ fn read_checkpoint(
     if !state_path.is_file() {
         return Ok(None);
     }
-    let state: CheckpointState = serde_json::from_str(&read_to_string(&state_path)?)
-        .map_err(|e| {
+    let state: CheckpointState =
+        serde_json::from_str(&read_to_string(&state_path)?).map_err(|e| {
             Error::input(format!(
                 "{}: corrupted checkpoint state ({e}); delete {} to train from scratch",
                 state_path.display(),
@@ -238,9 +241,10 @@ pub fn train(
 
     let tensors = params.tensors();
     write_model_dir(out, &mcfg, &tensors, &task.tokenizer_json)?;
-    let weights_sha256 = sha256_hex(&std::fs::read(out.join("model.safetensors")).map_err(|e| {
-        Error::io(out.join("model.safetensors"), e)
-    })?);
+    let weights_sha256 = sha256_hex(
+        &std::fs::read(out.join("model.safetensors"))
+            .map_err(|e| Error::io(out.join("model.safetensors"), e))?,
+    );
     let model = Model::load(out, DType::F32)?;
     let metrics = ioi::evaluate(&model, &task, cfg.eval.n, cfg.eval.seed)?;
     let tail = &log[log.len().saturating_sub(50)..];

@@ -54,7 +54,10 @@ pub fn run(a: &HeadsArgs) -> Result<()> {
             )
         })?)
     };
-    anyhow::ensure!(a.seq_len > 0 && a.batch > 0, "--seq-len and --batch must be positive");
+    anyhow::ensure!(
+        a.seq_len > 0 && a.batch > 0,
+        "--seq-len and --batch must be positive"
+    );
     let scores = detect::detect(&model, &tok.special_ids(), bos, a.seq_len, a.batch, a.seed)?;
     print_scores(&scores, a.threshold)?;
     if let Some(out) = &a.out {
