@@ -1,8 +1,9 @@
 //! ACDC throughput: edges tested per second, fast path against the naive one (one full forward
 //! pass per edge with every removed edge patched and logits everywhere).
 //!
-//! 1. A whole sweep on the toy model (`models/toy-ioi` with `configs/acdc/toy-ioi.ron`; the
-//!    `tests/fixtures/gpt2-tiny` model with an induction task if the toy is not there).
+//! 1. A whole sweep on each toy model with its shipped config (`models/toy-ioi`,
+//!    `models/toy-induction`; the `tests/fixtures/gpt2-tiny` model with an induction task for
+//!    a toy that is not there).
 //! 2. A GPT-2-small-shaped model with random weights (12 layers × 12 heads, d_model 768,
 //!    vocabulary 50257; 20 prompts × 16 tokens), a bounded number of edges: a few edges into
 //!    receivers across the depth, at the start of a sweep (nothing removed) and late in one
@@ -81,13 +82,15 @@ fn full_sweep(prep: &Prepared, naive: bool, batch: usize) -> (f64, usize, SweepS
     (cpu, tested, s)
 }
 
-fn toy() {
-    let toy_cfg = root().join("configs/acdc/toy-ioi.ron");
-    let config = if root().join("models/toy-ioi").is_dir() && toy_cfg.is_file() {
-        Config::load(&toy_cfg).unwrap()
+fn toy(name: &str) {
+    let toy_cfg = root().join(format!("configs/acdc/{name}.ron"));
+    let config = if root().join("models").join(name).is_dir() && toy_cfg.is_file() {
+        let mut c = Config::load(&toy_cfg).unwrap();
+        c.model = root().join("models").join(name).display().to_string();
+        c
     } else {
         println!(
-            "(models/toy-ioi not found: using tests/fixtures/gpt2-tiny with an induction task)"
+            "(models/{name} not found: using tests/fixtures/gpt2-tiny with an induction task)"
         );
         Config {
             model: root()
@@ -340,7 +343,8 @@ fn main() {
         "threads: {}",
         std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into())
     );
-    toy();
+    toy("toy-ioi");
+    toy("toy-induction");
     if std::env::var("BENCH_GPT2").as_deref() != Ok("0") {
         gpt2_shaped();
     }
