@@ -146,7 +146,7 @@ fn tokens_of(model: &Model, ds: &Dataset, corrupted: bool) -> Result<Tensor> {
 /// partner's length and answer position.
 fn resampled(tokens: &Tensor, ds: &Dataset, shift: usize) -> Result<Tensor> {
     let n = ds.len();
-    if shift % n == 0 {
+    if shift.is_multiple_of(n) {
         return Err(Error::input(format!(
             "resample ablation with shift {shift} on {n} rows pairs every row with itself; use a \
              shift that is not a multiple of the number of rows"
