@@ -56,8 +56,7 @@ impl Samples {
 pub fn sample(h: &Hypothesis, ds: &Dataset, n: usize, seed: u64) -> Result<Samples> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let base_dir = h.path.parent().unwrap_or(Path::new("."));
-    let groups = FeatureGroups::default();
-    let mut groups = groups;
+    let mut groups = FeatureGroups::default();
     let reference: Vec<usize> = (0..n).collect();
     let mut nodes: Vec<NodeSamples> = Vec::with_capacity(h.nodes.len());
     for (i, node) in h.nodes.iter().enumerate() {
@@ -102,18 +101,17 @@ pub fn sample(h: &Hypothesis, ds: &Dataset, n: usize, seed: u64) -> Result<Sampl
     })
 }
 
+/// For one set of features: each row's joined feature values, and the rows of each value.
+type Grouping = (Vec<String>, BTreeMap<String, Vec<usize>>);
+
 /// Rows grouped by the values of a set of features, built on first use.
 #[derive(Default)]
 struct FeatureGroups {
-    by_features: BTreeMap<Vec<String>, (Vec<String>, BTreeMap<String, Vec<usize>>)>,
+    by_features: BTreeMap<Vec<String>, Grouping>,
 }
 
 impl FeatureGroups {
-    fn get(
-        &mut self,
-        features: &[String],
-        ds: &Dataset,
-    ) -> Result<&(Vec<String>, BTreeMap<String, Vec<usize>>)> {
+    fn get(&mut self, features: &[String], ds: &Dataset) -> Result<&Grouping> {
         if !self.by_features.contains_key(features) {
             let cols: Vec<Vec<&str>> = features
                 .iter()

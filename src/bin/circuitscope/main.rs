@@ -2,10 +2,15 @@
 
 use clap::{Parser, Subcommand};
 
+mod ablate;
+mod attn;
 mod build_induction;
 mod data;
+mod dla;
 mod forward;
 mod heads;
+mod inputs;
+mod patch;
 mod train;
 mod util;
 
@@ -26,6 +31,16 @@ enum Command {
     Forward(forward::ForwardArgs),
     /// Generate a task dataset (IOI, induction, greater-than, sequences) as JSON lines.
     Data(data::DataArgs),
+    /// Activation patching, path patching and iterative path patching sweeps.
+    Patch(patch::PatchArgs),
+    /// Direct logit attribution per head and per layer (and copying scores).
+    Dla(dla::DlaArgs),
+    /// The logit lens over the accumulated residual stream.
+    LogitLens(dla::LensArgs),
+    /// Attention patterns of chosen heads on chosen prompts (optionally value-weighted).
+    Attn(attn::Args),
+    /// Mean-ablate everything but a circuit: faithfulness and completeness.
+    Ablate(ablate::AblateArgs),
     /// Train a small GPT-2 from a RON config (AdamW on the CPU) and write a Hugging Face folder.
     Train(train::TrainArgs),
     /// Write the hand-built toy-induction model (a known induction circuit) as a Hugging Face folder.
@@ -40,6 +55,11 @@ fn main() {
     let res = match &cli.command {
         Command::Forward(a) => forward::run(a),
         Command::Data(a) => data::run(a),
+        Command::Patch(a) => patch::run(a),
+        Command::Dla(a) => dla::run_dla(a),
+        Command::LogitLens(a) => dla::run_lens(a),
+        Command::Attn(a) => attn::run(a),
+        Command::Ablate(a) => ablate::run(a),
         Command::Train(a) => train::run(a),
         Command::BuildInduction(a) => build_induction::run(a),
         Command::Heads(a) => heads::run(a),

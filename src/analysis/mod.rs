@@ -1,0 +1,25 @@
+//! Exploration: activation and path patching sweeps, direct logit attribution, the logit
+//! lens, copying scores, attention patterns and mean-ablation circuits.
+//!
+//! Every patched run goes through the one patched evaluator, [`crate::eval::run`]: activation
+//! patching with a hook that copies clean slices in, path patching with edge [`Patches`].
+//!
+//! [`Patches`]: crate::eval::Patches
+
+pub mod ablation;
+pub mod act_patch;
+pub mod attention;
+pub mod copying;
+pub mod dla;
+pub mod path_patch;
+pub mod setup;
+pub mod sweep;
+
+pub use ablation::{AblationResult, Circuit, MeanAblation};
+pub use act_patch::{act_patch, act_patch_with, ActPatchOptions, ActTarget};
+pub use attention::{attention_patterns, AttentionPatterns};
+pub use copying::copying_scores;
+pub use dla::{dla_heads, dla_layers, logit_lens};
+pub use path_patch::{PathMode, PathPatcher, PathResult};
+pub use setup::{Position, Setup};
+pub use sweep::{Axis, Sweep};
