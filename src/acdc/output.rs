@@ -277,8 +277,8 @@ pub fn diagram(config: &Config, sweep: &Sweep, s: &SweepState) -> Diagram {
 }
 
 /// `circuit.json` as plain lines for golden-file comparisons (`acdc --show DIR`): the kept
-/// units (`edge …` or `node …`) in graph order, counts, hashes of the model's files and of the
-/// dataset, and `metric NAME VALUE` lines.
+/// units (`edge …` or `node …`) in graph order, counts, the hash of the model's files, and
+/// `metric NAME VALUE` lines.
 /// Everything but the metric lines must match exactly; metrics to a tolerance.
 pub fn summary_text(circuit: &Value) -> String {
     let mut s = String::new();
@@ -299,9 +299,8 @@ pub fn summary_text(circuit: &Value) -> String {
         circuit["finished"]
     ));
     s.push_str(&format!(
-        "model-files-sha256 {}\ndataset-sha256 {}\n",
-        circuit["identity"]["model_hash"].as_str().unwrap_or(""),
-        circuit["identity"]["dataset_hash"].as_str().unwrap_or("")
+        "model-files-sha256 {}\n",
+        circuit["identity"]["model_hash"].as_str().unwrap_or("")
     ));
     for k in ["total", "kept", "tested", "removed_untested"] {
         s.push_str(&format!("count {k} {}\n", circuit["counts"][k]));
