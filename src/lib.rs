@@ -2,6 +2,7 @@
 //!
 //! Data flows model → graph → eval → (scrub, acdc, analysis) → report.
 
+pub mod acdc;
 pub mod analysis;
 pub mod data;
 pub mod detect;

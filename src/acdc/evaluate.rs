@@ -1,0 +1,581 @@
+//! The metric of a circuit: which receivers read ablated values, and one patched run.
+//!
+//! A receiver `r` with removed incoming edges reads
+//! `standard(r) + Σ_{u removed} (ablated(u) − current(u))`, which equals the reference's
+//! `ablated_input(r) + Σ_{u kept} (current(u) − ablated(u))`. The evaluator uses whichever sum
+//! is shorter: the first as [`Patches`] (few removed edges), the second through a hook that
+//! replaces the receiver's input (most edges removed, or the head's q/k/v edge removed, when
+//! the sum is empty). Both are exact; the second keeps a nearly pruned GPT-2 as cheap as an
+//! unpruned one.
+//!
+//! The fast path recomputes only from the first layer with a changed receiver (everything
+//! before it is the clean run) and computes logits only at each row's answer position. The
+//! naive path (for benchmarks and cross-checks) runs the whole model with every removed edge
+//! as a patch and computes logits everywhere.
+
+use super::ablation::Ablated;
+use super::sweep::{Oracle, Units};
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::eval::{self, Hook, LogitsAt, Patches, Run, RunOptions};
+use crate::graph::edges::parents;
+use crate::graph::{Edge, Node, Qkv, Receiver};
+use crate::metric::{self, Metric};
+use crate::model::Model;
+use candle_core::Tensor;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The metric ACDC minimises: a [`Metric`]'s mean, negated where higher is better.
+#[derive(Debug, Clone)]
+pub struct Objective {
+    /// The metric.
+    pub metric: Metric,
+    /// The dataset (answers, wrong answers).
+    pub dataset: Dataset,
+    /// The clean model's logits at the answer positions `[n, vocab]` (for KL).
+    pub clean_logits: Tensor,
+    /// `(clean, corrupted)` mean logit differences, for the normalised logit difference.
+    pub norm: Option<(f64, f64)>,
+}
+
+impl Objective {
+    /// +1 when the metric is minimised as is, −1 when it is negated.
+    pub fn sign(&self) -> f64 {
+        if self.metric.higher_is_better() {
+            -1.0
+        } else {
+            1.0
+        }
+    }
+
+    /// The value to minimise, from logits at the answer positions.
+    pub fn value(&self, logits: &Tensor) -> Result<f64> {
+        let v =
+            self.metric
+                .per_example(logits, &self.dataset, Some(&self.clean_logits), self.norm)?;
+        Ok(self.sign() * metric::mean(&v))
+    }
+}
+
+/// Per receiver with removed incoming edges: its removed senders (all of them when the head's
+/// q/k/v edge is removed).
+fn removed_senders(
+    units: &Units,
+    present: &[bool],
+    cfg: &crate::model::ModelConfig,
+) -> BTreeMap<Receiver, BTreeSet<Node>> {
+    let mut removed: BTreeMap<Receiver, BTreeSet<Node>> = BTreeMap::new();
+    match units {
+        Units::Edges(g) => {
+            let mut whole = vec![];
+            for (i, e) in g.edges().iter().enumerate() {
+                if present[i] {
+                    continue;
+                }
+                match *e {
+                    Edge::Add { sender, receiver } => {
+                        removed.entry(receiver).or_default().insert(sender);
+                    }
+                    Edge::Qkv { layer, head, qkv } => whole.push(Receiver::Head(layer, head, qkv)),
+                }
+            }
+            for r in whole {
+                removed.insert(r, parents(&r, cfg).into_iter().collect());
+            }
+        }
+        Units::Nodes(nodes) => {
+            let gone: Vec<Node> = nodes
+                .iter()
+                .zip(present)
+                .filter(|(_, p)| !**p)
+                .map(|(n, _)| *n)
+                .collect();
+            if !gone.is_empty() {
+                for r in crate::graph::edges::receivers_reverse(cfg) {
+                    let v: BTreeSet<Node> =
+                        gone.iter().copied().filter(|u| u.feeds(&r, cfg)).collect();
+                    if !v.is_empty() {
+                        removed.insert(r, v);
+                    }
+                }
+            }
+        }
+    }
+    removed
+}
+
+/// A set of row blocks (bit j = block j), for circuits evaluated together.
+type Blocks = u64;
+
+/// How the circuits of one evaluation change one receiver: per sender, in the reference's
+/// parent order, the blocks where it enters the sum.
+#[derive(Debug, Clone, PartialEq)]
+enum Change {
+    /// `standard + Σ (ablated − current)` over the removed senders.
+    Delta(Vec<(Node, Blocks)>),
+    /// `ablated input + Σ (current − ablated)` over the kept senders.
+    Replace(Vec<(Node, Blocks)>),
+}
+
+/// The changed receivers of `k` circuits evaluated together (block j = circuit j). Each
+/// receiver takes the shorter of the two sums, judged on the last (most pruned) circuit.
+fn changes(
+    units: &Units,
+    circuits: &[Vec<bool>],
+    cfg: &crate::model::ModelConfig,
+) -> Vec<(Receiver, Change)> {
+    let sets: Vec<BTreeMap<Receiver, BTreeSet<Node>>> = circuits
+        .iter()
+        .map(|p| removed_senders(units, p, cfg))
+        .collect();
+    let receivers: BTreeSet<Receiver> = sets.iter().flat_map(|m| m.keys().copied()).collect();
+    let empty = BTreeSet::new();
+    let mut out = vec![];
+    for r in receivers {
+        let all = parents(&r, cfg);
+        let gone: Vec<&BTreeSet<Node>> = sets.iter().map(|m| m.get(&r).unwrap_or(&empty)).collect();
+        let last = gone[gone.len() - 1].len();
+        let replace = all.len() - last < last;
+        let mut list = vec![];
+        for u in all {
+            let mut blocks: Blocks = 0;
+            for (j, g) in gone.iter().enumerate() {
+                if g.contains(&u) != replace {
+                    blocks |= 1 << j;
+                }
+            }
+            if blocks != 0 {
+                list.push((u, blocks));
+            }
+        }
+        out.push((
+            r,
+            if replace {
+                Change::Replace(list)
+            } else {
+                Change::Delta(list)
+            },
+        ));
+    }
+    out
+}
+
+/// Replaces the inputs of receivers in [`Change::Replace`] form.
+struct ReplaceHook<'a> {
+    model: &'a Model,
+    clean: &'a Run,
+    ablated: &'a Ablated,
+    start: usize,
+    /// Kept senders per receiver, each with its row mask (`None`: every row).
+    replace: BTreeMap<Receiver, Vec<(Node, Option<Tensor>)>>,
+    z: BTreeMap<usize, Tensor>,
+    mlp_out: BTreeMap<usize, Tensor>,
+    results: BTreeMap<(usize, usize), Tensor>,
+    wanted: BTreeSet<String>,
+}
+
+impl<'a> ReplaceHook<'a> {
+    fn new(
+        model: &'a Model,
+        clean: &'a Run,
+        ablated: &'a Ablated,
+        start: usize,
+        replace: BTreeMap<Receiver, Vec<(Node, Option<Tensor>)>>,
+    ) -> Self {
+        let n_layers = model.cfg.n_layers;
+        let mut wanted = BTreeSet::new();
+        for l in start..n_layers {
+            wanted.insert(format!("blocks.{l}.attn.hook_z"));
+            wanted.insert(format!("blocks.{l}.hook_mlp_out"));
+        }
+        for r in replace.keys() {
+            wanted.insert(match r {
+                Receiver::Head(l, _, x) => format!("blocks.{l}.hook_{}_input", x.letter()),
+                Receiver::Mlp(l) => format!("blocks.{l}.hook_mlp_in"),
+                Receiver::Logits => format!("blocks.{}.hook_resid_post", n_layers - 1),
+            });
+        }
+        ReplaceHook {
+            model,
+            clean,
+            ablated,
+            start,
+            replace,
+            z: BTreeMap::new(),
+            mlp_out: BTreeMap::new(),
+            results: BTreeMap::new(),
+            wanted,
+        }
+    }
+
+    fn current(&mut self, u: Node) -> Result<Tensor> {
+        match u {
+            Node::Embed => Ok(self.clean.embed.clone()),
+            Node::Head(l, _) | Node::Mlp(l) if l < self.start => {
+                self.clean.sender_out(self.model, u)
+            }
+            Node::Head(l, h) => {
+                if let Some(t) = self.results.get(&(l, h)) {
+                    return Ok(t.clone());
+                }
+                let z = self.z.get(&l).ok_or_else(|| {
+                    Error::input(format!("internal: layer {l} attention not seen yet"))
+                })?;
+                let t = self.model.head_result(l, h, z)?;
+                self.results.insert((l, h), t.clone());
+                Ok(t)
+            }
+            Node::Mlp(l) => self
+                .mlp_out
+                .get(&l)
+                .cloned()
+                .ok_or_else(|| Error::input(format!("internal: MLP {l} not seen yet"))),
+        }
+    }
+
+    fn input(&mut self, r: &Receiver) -> Result<Tensor> {
+        let base = match *r {
+            Receiver::Head(l, _, _) => &self.ablated.resid[l],
+            Receiver::Mlp(l) => &self.ablated.mid[l],
+            Receiver::Logits => &self.ablated.resid[self.model.cfg.n_layers],
+        };
+        let mut x = base.clone();
+        let kept = self.replace.get(r).cloned().unwrap_or_default();
+        for (u, mask) in kept {
+            let cur = self.current(u)?;
+            let d = (cur - &self.ablated.out[&u])?;
+            x = match mask {
+                Some(m) => (x + d.broadcast_mul(&m)?)?,
+                None => (x + d)?,
+            };
+        }
+        Ok(x)
+    }
+}
+
+impl Hook for ReplaceHook<'_> {
+    fn wants(&self, name: &str) -> bool {
+        self.wanted.contains(name)
+    }
+
+    fn visit(&mut self, name: &str, act: Tensor) -> Result<Tensor> {
+        let parts: Vec<&str> = name.split('.').collect();
+        let layer: usize = parts.get(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let last = parts.last().copied().unwrap_or("");
+        match last {
+            "hook_z" => {
+                self.z.insert(layer, act.clone());
+                Ok(act)
+            }
+            "hook_mlp_out" => {
+                self.mlp_out.insert(layer, act.clone());
+                Ok(act)
+            }
+            "hook_mlp_in" => self.input(&Receiver::Mlp(layer)),
+            "hook_resid_post" => self.input(&Receiver::Logits),
+            "hook_q_input" | "hook_k_input" | "hook_v_input" => {
+                let x = match last {
+                    "hook_q_input" => Qkv::Q,
+                    "hook_k_input" => Qkv::K,
+                    _ => Qkv::V,
+                };
+                let n_heads = self.model.cfg.n_heads;
+                let mut heads = Vec::with_capacity(n_heads);
+                for h in 0..n_heads {
+                    let r = Receiver::Head(layer, h, x);
+                    if self.replace.contains_key(&r) {
+                        heads.push(self.input(&r)?);
+                    } else {
+                        heads.push(act.narrow(2, h, 1)?.squeeze(2)?);
+                    }
+                }
+                Ok(Tensor::stack(&heads, 2)?)
+            }
+            _ => Ok(act),
+        }
+    }
+}
+
+/// The clean run and the ablated values for `k` copies of the dataset (circuits evaluated
+/// together, block j = rows `j·n .. (j+1)·n`).
+struct Copies {
+    tokens: Tensor,
+    end: Vec<usize>,
+    clean: Run,
+    ablated: Ablated,
+    masks: BTreeMap<Blocks, Tensor>,
+}
+
+fn repeat(t: &Tensor, k: usize) -> Result<Tensor> {
+    if k == 1 {
+        return Ok(t.clone());
+    }
+    let parts = vec![t.clone(); k];
+    Ok(Tensor::cat(&parts, 0)?.contiguous()?)
+}
+
+/// Computes the metric of circuits on one dataset.
+pub struct Evaluator<'a> {
+    model: &'a Model,
+    units: Units,
+    n: usize,
+    copies: BTreeMap<usize, Copies>,
+    objective: Objective,
+    /// Use the naive path: every evaluation a full forward with every removed edge patched.
+    pub naive: bool,
+    /// Number of circuits evaluated so far.
+    pub evaluations: u64,
+}
+
+impl<'a> Evaluator<'a> {
+    /// Set up: `clean` must be the unpatched run on `tokens`.
+    pub fn new(
+        model: &'a Model,
+        units: Units,
+        tokens: Tensor,
+        end: Vec<usize>,
+        clean: Run,
+        ablated: Ablated,
+        objective: Objective,
+    ) -> Result<Self> {
+        // Head outputs of the clean run are read by every resumed run: compute them once.
+        for u in crate::graph::edges::senders_reverse(&model.cfg) {
+            clean.sender_out(model, u)?;
+        }
+        let n = tokens.dim(0)?;
+        let mut copies = BTreeMap::new();
+        copies.insert(
+            1,
+            Copies {
+                tokens,
+                end,
+                clean,
+                ablated,
+                masks: BTreeMap::new(),
+            },
+        );
+        Ok(Evaluator {
+            model,
+            units,
+            n,
+            copies,
+            objective,
+            naive: false,
+            evaluations: 0,
+        })
+    }
+
+    /// The objective.
+    pub fn objective(&self) -> &Objective {
+        &self.objective
+    }
+
+    /// The clean run.
+    pub fn clean(&self) -> &Run {
+        &self.copies[&1].clean
+    }
+
+    fn ensure_copies(&mut self, k: usize) -> Result<()> {
+        if self.copies.contains_key(&k) {
+            return Ok(());
+        }
+        let one = &self.copies[&1];
+        let tokens = repeat(&one.tokens, k)?;
+        let end: Vec<usize> = (0..k).flat_map(|_| one.end.iter().copied()).collect();
+        let ablated = Ablated {
+            out: one
+                .ablated
+                .out
+                .iter()
+                .map(|(u, t)| Ok((*u, repeat(t, k)?)))
+                .collect::<Result<_>>()?,
+            resid: one
+                .ablated
+                .resid
+                .iter()
+                .map(|t| repeat(t, k))
+                .collect::<Result<_>>()?,
+            mid: one
+                .ablated
+                .mid
+                .iter()
+                .map(|t| repeat(t, k))
+                .collect::<Result<_>>()?,
+        };
+        let clean = eval::run(
+            self.model,
+            &tokens,
+            &Patches::new(),
+            RunOptions {
+                logits: LogitsAt::None,
+                ..Default::default()
+            },
+        )?;
+        for u in crate::graph::edges::senders_reverse(&self.model.cfg) {
+            clean.sender_out(self.model, u)?;
+        }
+        self.copies.insert(
+            k,
+            Copies {
+                tokens,
+                end,
+                clean,
+                ablated,
+                masks: BTreeMap::new(),
+            },
+        );
+        Ok(())
+    }
+
+    /// The row mask of a set of blocks (`None` when it covers every block).
+    fn mask(&mut self, k: usize, blocks: Blocks) -> Result<Option<Tensor>> {
+        if blocks == (1u64 << k) - 1 {
+            return Ok(None);
+        }
+        let n = self.n;
+        let model = self.model;
+        let c = self
+            .copies
+            .get_mut(&k)
+            .ok_or_else(|| Error::input("internal: copies"))?;
+        if let Some(m) = c.masks.get(&blocks) {
+            return Ok(Some(m.clone()));
+        }
+        let v: Vec<f64> = (0..k * n)
+            .map(|i| if blocks >> (i / n) & 1 == 1 { 1.0 } else { 0.0 })
+            .collect();
+        let m = Tensor::from_vec(v, (k * n, 1, 1), model.device())?.to_dtype(model.dtype)?;
+        c.masks.insert(blocks, m.clone());
+        Ok(Some(m))
+    }
+
+    /// The logits at the answer positions of the circuit `present` (`[n, vocab]`).
+    pub fn logits(&mut self, present: &[bool]) -> Result<Tensor> {
+        self.logits_many(&[present.to_vec()])
+    }
+
+    /// The logits at the answer positions of several circuits evaluated in one pass:
+    /// `[k · n, vocab]`, circuit j in rows `j·n .. (j+1)·n`.
+    pub fn logits_many(&mut self, circuits: &[Vec<bool>]) -> Result<Tensor> {
+        let k = circuits.len();
+        if k == 0 || k > 63 {
+            return Err(Error::input(format!(
+                "internal: {k} circuits in one pass (1 to 63)"
+            )));
+        }
+        self.evaluations += k as u64;
+        self.ensure_copies(k)?;
+        let cfg = &self.model.cfg;
+        let n_layers = cfg.n_layers;
+        let ch = changes(&self.units, circuits, cfg);
+        if self.naive {
+            // Every removed edge a patch, a full forward pass, logits everywhere.
+            let mut patches = Patches::new();
+            for (r, c) in &ch {
+                let (list, replace) = match c {
+                    Change::Delta(v) => (v, false),
+                    Change::Replace(v) => (v, true),
+                };
+                for u in parents(r, cfg) {
+                    let kept: Blocks = list.iter().find(|(x, _)| *x == u).map_or(0, |(_, b)| *b);
+                    let gone = if replace {
+                        !kept & ((1u64 << k) - 1)
+                    } else {
+                        kept
+                    };
+                    if gone == 0 {
+                        continue;
+                    }
+                    let mask = self.mask(k, gone)?;
+                    let alt = self.copies[&k].ablated.out[&u].clone();
+                    patches.add(*r, u, alt, mask);
+                }
+            }
+            let c = &self.copies[&k];
+            let run = eval::run(
+                self.model,
+                &c.tokens,
+                &patches,
+                RunOptions {
+                    logits: LogitsAt::All,
+                    ..Default::default()
+                },
+            )?;
+            let logits = run
+                .logits
+                .ok_or_else(|| Error::input("internal: no logits"))?;
+            let (b, p, v) = logits.dims3()?;
+            let idx: Vec<u32> = c
+                .end
+                .iter()
+                .enumerate()
+                .map(|(i, &e)| (i * p + e) as u32)
+                .collect();
+            let idx = Tensor::from_vec(idx, b, logits.device())?;
+            return Ok(logits.reshape((b * p, v))?.index_select(&idx, 0)?);
+        }
+        let start = ch
+            .iter()
+            .map(|(r, _)| r.layer(n_layers))
+            .min()
+            .unwrap_or(n_layers)
+            .min(n_layers.saturating_sub(1));
+        let mut patches = Patches::new();
+        let mut replace = BTreeMap::new();
+        for (r, c) in ch {
+            match c {
+                Change::Delta(gone) => {
+                    for (u, blocks) in gone {
+                        let mask = self.mask(k, blocks)?;
+                        let alt = self.copies[&k].ablated.out[&u].clone();
+                        patches.add(r, u, alt, mask);
+                    }
+                }
+                Change::Replace(kept) => {
+                    let mut v = Vec::with_capacity(kept.len());
+                    for (u, blocks) in kept {
+                        v.push((u, self.mask(k, blocks)?));
+                    }
+                    replace.insert(r, v);
+                }
+            }
+        }
+        let c = &self.copies[&k];
+        let mut hook = ReplaceHook::new(self.model, &c.clean, &c.ablated, start, replace);
+        let use_hook = !hook.replace.is_empty();
+        let run = eval::run(
+            self.model,
+            &c.tokens,
+            &patches,
+            RunOptions {
+                logits: LogitsAt::Rows(c.end.clone()),
+                hook: if use_hook { Some(&mut hook) } else { None },
+                resume: Some((&c.clean, start)),
+                ..Default::default()
+            },
+        )?;
+        run.logits
+            .ok_or_else(|| Error::input("internal: no logits"))
+    }
+}
+
+impl Oracle for Evaluator<'_> {
+    fn metric(&mut self, present: &[bool]) -> Result<f64> {
+        let logits = self.logits(present)?;
+        self.objective.value(&logits)
+    }
+
+    fn metrics_dropping(&mut self, present: &[bool], drop: &[usize]) -> Result<Vec<f64>> {
+        let mut p = present.to_vec();
+        let mut circuits = Vec::with_capacity(drop.len());
+        for &d in drop {
+            p[d] = false;
+            circuits.push(p.clone());
+        }
+        let logits = self.logits_many(&circuits)?;
+        let n = self.n;
+        (0..circuits.len())
+            .map(|j| self.objective.value(&logits.narrow(0, j * n, n)?))
+            .collect()
+    }
+}

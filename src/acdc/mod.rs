@@ -1,0 +1,382 @@
+//! ACDC (automatic circuit discovery), faithful to the reference implementation
+//! (`ArthurConmy/Automatic-Circuit-Discovery`): greedy edge pruning in reverse topological
+//! order, with checkpoints after every receiver, exact resume, and DOT/SVG diagrams.
+//!
+//! - [`sweep`]: the algorithm (receiver order, parent order, the τ rule, dead nodes);
+//! - [`evaluate`]: the metric of a circuit (one patched run, resumed at the first changed layer);
+//! - [`ablation`]: corrupted, zero and mean ablation values;
+//! - [`config`], [`checkpoint`], [`output`], [`experiment`]: the run around it;
+//! - [`roc`]: ROC AUC of edge decisions against a known circuit.
+
+pub mod ablation;
+pub mod checkpoint;
+pub mod config;
+pub mod evaluate;
+pub mod experiment;
+pub mod output;
+pub mod roc;
+pub mod sweep;
+
+pub use ablation::{Ablation, MeanOptions, MeanSource, ResampleOptions};
+pub use config::{Config, Overrides, Precision};
+pub use evaluate::{Evaluator, Objective};
+pub use sweep::{Level, Oracle, Order, Sweep, SweepOptions, SweepState, Units};
+
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::eval::{self, LogitsAt, Patches, RunOptions};
+use crate::graph::GraphOptions;
+use crate::metric::Metric;
+use crate::model::Model;
+use crate::tokenizer::Tokenizer;
+use candle_core::Tensor;
+use checkpoint::RunIdentity;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+/// A config made ready to run: the model, the dataset and its token tensors, the hashes.
+pub struct Prepared {
+    /// The effective config.
+    pub config: Config,
+    /// The model.
+    pub model: Model,
+    /// The dataset.
+    pub dataset: Dataset,
+    /// Clean tokens `[n, pos]` (right-padded).
+    pub tokens: Tensor,
+    /// Tokens the ablation is computed on (corrupted prompts, or the mean's source).
+    pub source_tokens: Option<Tensor>,
+    /// Each row's answer position.
+    pub end: Vec<usize>,
+    /// Mean ablation: each row's group.
+    pub groups: Vec<usize>,
+    /// Each row's length.
+    pub lens: Vec<usize>,
+    /// Hashes of config, model and dataset.
+    pub identity: RunIdentity,
+}
+
+/// SHA-256 over a model folder's `config.json` and weight files (names, sizes and bytes).
+pub fn model_hash(model: &Model) -> Result<String> {
+    let mut h = Sha256::new();
+    let dir = &model.dir;
+    if dir.as_os_str().is_empty() {
+        // Built in memory: hash the shape and the first weights.
+        h.update(
+            serde_json::to_string(&model.cfg)
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        for v in eval::all_names(&model.cfg) {
+            h.update(v.as_bytes());
+        }
+        let w = model
+            .w
+            .w_e
+            .flatten_all()?
+            .to_dtype(candle_core::DType::F64)?;
+        for x in w.to_vec1::<f64>()? {
+            h.update(x.to_le_bytes());
+        }
+        return Ok(config::hex(&h.finalize()));
+    }
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            n == "config.json"
+                || n.ends_with(".safetensors")
+                || n.ends_with(".safetensors.index.json")
+        })
+        .collect();
+    files.sort();
+    for f in files {
+        use std::io::Read;
+        let name = f
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_string();
+        h.update(name.as_bytes());
+        let mut file = std::fs::File::open(&f).map_err(|e| Error::io(&f, e))?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let k = file.read(&mut buf).map_err(|e| Error::io(&f, e))?;
+            if k == 0 {
+                break;
+            }
+            h.update(&buf[..k]);
+        }
+    }
+    Ok(config::hex(&h.finalize()))
+}
+
+/// Row-aligned token tensors of a dataset and its corruption, checked for alignment.
+fn tokens_of(model: &Model, ds: &Dataset, corrupted: bool) -> Result<Tensor> {
+    let pad = 0u32;
+    let p = ds
+        .examples
+        .iter()
+        .map(|e| {
+            e.tokens
+                .len()
+                .max(e.corrupted_tokens.as_ref().map_or(0, Vec::len))
+        })
+        .max()
+        .unwrap_or(0);
+    let rows: Vec<Vec<u32>> = ds
+        .examples
+        .iter()
+        .map(|e| {
+            let src = if corrupted {
+                e.corrupted_tokens.clone().unwrap_or_default()
+            } else {
+                e.tokens.clone()
+            };
+            let mut r = src;
+            r.resize(p, pad);
+            r
+        })
+        .collect();
+    model.tokens_tensor(&rows)
+}
+
+/// Row i of the result is row `(i + shift) mod n` of `tokens`; every row must have its
+/// partner's length and answer position.
+fn resampled(tokens: &Tensor, ds: &Dataset, shift: usize) -> Result<Tensor> {
+    let n = ds.len();
+    if shift.is_multiple_of(n) {
+        return Err(Error::input(format!(
+            "resample ablation with shift {shift} on {n} rows pairs every row with itself; use a \
+             shift that is not a multiple of the number of rows"
+        )));
+    }
+    let partner: Vec<usize> = (0..n).map(|i| (i + shift) % n).collect();
+    for (i, &j) in partner.iter().enumerate() {
+        let (a, b) = (&ds.examples[i], &ds.examples[j]);
+        if a.tokens.len() != b.tokens.len() || a.end() != b.end() {
+            return Err(Error::input(format!(
+                "resample ablation: row {i} ({} tokens, answer at {}) takes row {j} ({} tokens, \
+                 answer at {}); resampling patches position by position, so rows must have one \
+                 length — use a task whose prompts all have the same shape",
+                a.tokens.len(),
+                a.end(),
+                b.tokens.len(),
+                b.end()
+            )));
+        }
+    }
+    let idx = Tensor::from_vec(
+        partner.iter().map(|&j| j as u32).collect::<Vec<_>>(),
+        n,
+        tokens.device(),
+    )?;
+    Ok(tokens.index_select(&idx, 0)?)
+}
+
+/// Check that every row has a corrupted prompt aligned position by position with the clean one.
+pub fn check_alignment(ds: &Dataset) -> Result<()> {
+    for (i, e) in ds.examples.iter().enumerate() {
+        let Some(c) = &e.corrupted_tokens else {
+            return Err(Error::input(format!(
+                "the {} dataset has no corrupted prompt for row {i}; corrupted ablation needs \
+                 one per row (for IOI add a flip, e.g. flip: \"ABB->XYZ, BAB->XYZ\"; for JSONL a \
+                 \"corrupted\" field), or use ablation: Zero or Mean",
+                ds.task
+            )));
+        };
+        if c.len() != e.tokens.len() {
+            return Err(Error::input(format!(
+                "the {} dataset's row {i}: the corrupted prompt has {} tokens but the clean one \
+                 has {} ({:?} vs {:?}); ACDC patches position by position, so they must align \
+                 token by token — use a corruption that keeps every token position (e.g. \
+                 single-token names)",
+                ds.task,
+                c.len(),
+                e.tokens.len(),
+                e.corrupted_prompt.as_deref().unwrap_or(""),
+                e.prompt
+            )));
+        }
+        if e.end() >= e.tokens.len() {
+            return Err(Error::input(format!(
+                "the {} dataset's row {i}: END position {} is past the prompt's {} tokens",
+                ds.task,
+                e.end(),
+                e.tokens.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl Prepared {
+    /// Load the model, build the dataset and check it.
+    pub fn new(config: &Config) -> Result<Prepared> {
+        let model = Model::load_spec(&config.model, config.dtype.dtype())?;
+        let tok = Tokenizer::from_model_dir(&model.dir)?;
+        let dataset = config.task_with_n().build(&tok)?;
+        Self::from_parts(config, model, dataset)
+    }
+
+    /// Use a model and dataset already in memory.
+    pub fn from_parts(config: &Config, model: Model, dataset: Dataset) -> Result<Prepared> {
+        if dataset.is_empty() {
+            return Err(Error::input(format!(
+                "the {} dataset is empty; set n ≥ 1",
+                dataset.task
+            )));
+        }
+        let needs_corrupted = match &config.ablation {
+            Ablation::Corrupted => true,
+            Ablation::Mean(m) => m.source == MeanSource::Corrupted,
+            Ablation::Zero | Ablation::Resample(_) => false,
+        } || config.metric == Metric::NormLogitDiff;
+        if needs_corrupted {
+            check_alignment(&dataset)?;
+        }
+        let tokens = tokens_of(&model, &dataset, false)?;
+        let source_tokens = if let Ablation::Resample(r) = &config.ablation {
+            Some(resampled(&tokens, &dataset, r.shift)?)
+        } else if needs_corrupted {
+            Some(tokens_of(&model, &dataset, true)?)
+        } else {
+            None
+        };
+        let lens: Vec<usize> = dataset.examples.iter().map(|e| e.tokens.len()).collect();
+        let groups = match &config.ablation {
+            Ablation::Mean(MeanOptions { by: Some(f), .. }) => {
+                let vals = dataset.feature(f)?;
+                let mut names: Vec<&str> = vals.clone();
+                names.sort();
+                names.dedup();
+                vals.iter()
+                    .map(|v| names.binary_search(v).unwrap_or(0))
+                    .collect()
+            }
+            _ => vec![0; dataset.len()],
+        };
+        let end = dataset.end_positions();
+        let dataset_hash = config::hex(&Sha256::digest(dataset.to_jsonl().as_bytes()));
+        let identity = RunIdentity {
+            config_hash: config.hash(),
+            model_hash: model_hash(&model)?,
+            dataset_hash,
+        };
+        Ok(Prepared {
+            config: config.clone(),
+            model,
+            dataset,
+            tokens,
+            source_tokens,
+            end,
+            groups,
+            lens,
+            identity,
+        })
+    }
+
+    /// The sweep's options from the config.
+    pub fn sweep_options(&self) -> SweepOptions {
+        let c = &self.config;
+        SweepOptions {
+            tau: c.tau,
+            abs_value_threshold: c.abs_value_threshold,
+            names_order: c.order,
+            indices_order: c.indices_order.unwrap_or(c.order),
+            seed: c.seed,
+            level: c.level,
+            graph: GraphOptions {
+                split_qkv: c.split_qkv,
+            },
+            batch: c.batch,
+        }
+    }
+
+    /// The sweep.
+    pub fn sweep(&self) -> Sweep {
+        Sweep::new(&self.model.cfg, self.sweep_options())
+    }
+
+    /// The evaluator: runs the clean model and the ablation once.
+    pub fn evaluator(&self) -> Result<Evaluator<'_>> {
+        let model = &self.model;
+        let clean = eval::run(
+            model,
+            &self.tokens,
+            &Patches::new(),
+            RunOptions {
+                logits: LogitsAt::Rows(self.end.clone()),
+                ..Default::default()
+            },
+        )?;
+        let clean_logits = clean
+            .logits
+            .clone()
+            .ok_or_else(|| Error::input("internal: no clean logits"))?;
+        let norm = if self.config.metric == Metric::NormLogitDiff {
+            let src = self
+                .source_tokens
+                .as_ref()
+                .ok_or_else(|| Error::input("norm-logit-diff needs corrupted prompts"))?;
+            let corrupted = eval::run(
+                model,
+                src,
+                &Patches::new(),
+                RunOptions {
+                    logits: LogitsAt::Rows(self.end.clone()),
+                    ..Default::default()
+                },
+            )?;
+            let ld = |l: &Tensor| -> Result<f64> {
+                Ok(crate::metric::mean(&Metric::LogitDiff.per_example(
+                    l,
+                    &self.dataset,
+                    None,
+                    None,
+                )?))
+            };
+            let c = corrupted
+                .logits
+                .as_ref()
+                .ok_or_else(|| Error::input("internal: no corrupted logits"))?;
+            Some((ld(&clean_logits)?, ld(c)?))
+        } else {
+            None
+        };
+        let ablated = ablation::ablate(
+            model,
+            &self.config.ablation,
+            &self.tokens,
+            self.source_tokens.as_ref(),
+            &self.groups,
+            &self.lens,
+        )?;
+        let objective = Objective {
+            metric: self.config.metric,
+            dataset: self.dataset.clone(),
+            clean_logits,
+            norm,
+        };
+        // Check the metric applies to this dataset before anything is written.
+        objective.value(&objective.clean_logits)?;
+        let units = Units::new(&model.cfg, self.config.level, self.sweep_options().graph);
+        Evaluator::new(
+            model,
+            units,
+            self.tokens.clone(),
+            self.end.clone(),
+            clean,
+            ablated,
+            objective,
+        )
+    }
+}
+
+/// Read a config file, apply overrides.
+pub fn load_config(path: &Path, o: &Overrides) -> Result<Config> {
+    let mut c = Config::load(path)?;
+    c.apply(o)?;
+    Ok(c)
+}
