@@ -38,6 +38,10 @@ struct Args {
     /// Replay row indices from a file written by --dump-samples instead of sampling.
     #[arg(long)]
     samples: Option<PathBuf>,
+    /// Write the result as plain `key value` lines (metrics as `metric NAME VALUE`), the
+    /// format `scripts/repro-check` compares with its goldens.
+    #[arg(long)]
+    lines: Option<PathBuf>,
     /// Compute in f32 or f64.
     #[arg(long, default_value = "f32")]
     dtype: String,
@@ -57,7 +61,7 @@ fn run(a: &Args) -> Result<()> {
         "f64" => candle_core::DType::F64,
         other => anyhow::bail!("--dtype {other}: expected f32 or f64"),
     };
-    for p in [&a.json, &a.dump_samples].into_iter().flatten() {
+    for p in [&a.json, &a.dump_samples, &a.lines].into_iter().flatten() {
         if let Some(parent) = p.parent().filter(|x| !x.as_os_str().is_empty()) {
             if !parent.is_dir() {
                 anyhow::bail!(
@@ -116,6 +120,10 @@ fn run(a: &Args) -> Result<()> {
         circuitscope::error::write_atomic(p, text.as_bytes()).context("writing --json")?;
         eprintln!("wrote {}", p.display());
     }
+    if let Some(p) = &a.lines {
+        circuitscope::error::write_atomic(p, result_lines(&res).as_bytes())
+            .context("writing --lines")?;
+    }
     if let Some(p) = &a.dump_samples {
         let text = serde_json::to_string(&samples)?;
         circuitscope::error::write_atomic(p, text.as_bytes()).context("writing --dump-samples")?;
@@ -155,4 +163,31 @@ fn print_summary(r: &scrub::ScrubResult) {
         "cost            {:.2} forward-pass equivalents per seed, {:.2} s",
         r.forward_equivalents, r.wall_time_s
     );
+}
+
+/// The reproducible part of a result as `key value` lines (no wall time).
+fn result_lines(r: &scrub::ScrubResult) -> String {
+    let mut s = String::new();
+    s.push_str(&format!("hypothesis {}\n", r.hypothesis));
+    s.push_str(&format!(
+        "task {}\nmetric-name {}\nn {}\nseed {}\n",
+        r.task, r.metric, r.n, r.seed
+    ));
+    s.push_str(&format!(
+        "hash model {}\nhash hypothesis {}\n",
+        r.hashes.model, r.hashes.hypothesis
+    ));
+    s.push_str(&format!(
+        "forward_equivalents {:.6}\n",
+        r.forward_equivalents
+    ));
+    let mut m = |k: &str, v: f64| s.push_str(&format!("metric {k} {v:.9e}\n"));
+    m("clean_mean", r.clean.mean);
+    m("clean_se", r.clean.se);
+    m("scrubbed_mean", r.scrubbed.mean);
+    m("scrubbed_se", r.scrubbed.se);
+    m("baseline_mean", r.baseline.mean);
+    m("baseline_se", r.baseline.se);
+    m("loss_recovered", r.loss_recovered);
+    s
 }

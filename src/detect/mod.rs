@@ -92,6 +92,7 @@ pub fn repeated_tokens(
 
 /// Score every head on `tokens` (rows `[BOS] r r` with `r` of `seq_len` tokens; `bos` says
 /// whether the BOS token is there).
+#[allow(clippy::needless_range_loop)] // several arrays share the index
 pub fn head_scores(
     model: &Model,
     tokens: &[Vec<u32>],
