@@ -168,7 +168,6 @@ fn tensor(v: Vec<f64>, shape: &[usize]) -> Result<Tensor> {
 
 /// Build the model.
 #[allow(clippy::needless_range_loop)] // several arrays share the index
-#[allow(clippy::needless_range_loop)] // several arrays share the index
 pub fn build(spec: &InductionSpec) -> Result<BuiltInduction> {
     let v = spec.n_tokens + 2;
     let n = spec.n_ctx;
