@@ -62,13 +62,15 @@ enum Kind {
 }
 
 type Key = (String, Option<usize>);
+/// Parents of one child: (parent name, [(parent index, edge kind)]), insertion ordered.
+type Parents = Vec<(String, Vec<(Option<usize>, Kind)>)>;
 
 struct Corr {
     /// name → indices in insertion order (the graph's OrderedDict of OrderedDicts).
     graph: Vec<(String, Vec<Option<usize>>)>,
     incoming: BTreeMap<Key, Kind>,
     /// child → [(parent name, [(parent index, edge kind)])], insertion ordered.
-    edges: BTreeMap<Key, Vec<(String, Vec<(Option<usize>, Kind)>)>>,
+    edges: BTreeMap<Key, Parents>,
 }
 
 impl Corr {
