@@ -322,6 +322,13 @@ pub fn write(dir: &Path, spec: &InductionSpec) -> Result<(InductionMetrics, Circ
     let metrics = evaluate(&model, &tok, 200, 20, 0)?;
     let circuit = circuit_file(&model, &tok)?;
     write_atomic(dir.join("CIRCUIT.json"), to_json(&circuit)?.as_bytes())?;
+    // Example token ids for scripts/check_hf.py: two repeated random sequences.
+    let bos = tok.bos_token_id().unwrap_or(0);
+    let rows = detect::repeated_tokens(&ordinary_tokens(&tok), 12, 2, 1, Some(bos))?;
+    write_atomic(
+        dir.join("tokens.json"),
+        format!("{}\n", serde_json::to_string(&rows).unwrap_or_default()).as_bytes(),
+    )?;
     let m = serde_json::json!({"spec": spec, "layout": layout, "metrics": metrics});
     write_atomic(dir.join("metrics.json"), to_json(&m)?.as_bytes())?;
     let sha = crate::train::trainer::sha256_hex(

@@ -84,6 +84,14 @@ pub struct TrainConfig {
     /// Learning-rate schedule after warm-up.
     #[serde(default)]
     pub schedule: Schedule,
+    /// The schedule's horizon in steps (default: `steps`). A run may stop before it: the first
+    /// `steps` steps are then exactly those of a longer run with the same horizon.
+    #[serde(default)]
+    pub decay_steps: Option<usize>,
+    /// Evaluate the held-out split (200 prompts) every this many steps into `eval_log.csv`
+    /// (0: never).
+    #[serde(default)]
+    pub eval_every: usize,
     /// AdamW settings.
     #[serde(default)]
     pub adamw: AdamWConfig,
@@ -150,6 +158,9 @@ impl TrainConfig {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return bad(format!("lr is {}; give a positive learning rate", self.lr));
         }
+        if self.decay_steps.is_some_and(|d| d < self.steps) {
+            return bad("decay_steps must be at least steps".into());
+        }
         if self.eval.n == 0 {
             return bad("eval: n must be positive".into());
         }
@@ -161,8 +172,9 @@ impl TrainConfig {
         if step < self.warmup {
             return self.lr * (step + 1) as f64 / self.warmup as f64;
         }
-        let span = (self.steps - self.warmup).max(1) as f64;
-        let frac = (step - self.warmup) as f64 / span;
+        let horizon = self.decay_steps.unwrap_or(self.steps);
+        let span = horizon.saturating_sub(self.warmup).max(1) as f64;
+        let frac = ((step - self.warmup) as f64 / span).min(1.0);
         match self.schedule {
             Schedule::Constant => self.lr,
             Schedule::Linear => self.lr * (1.0 - frac),

@@ -332,7 +332,8 @@ pub struct IoiMetrics {
     pub untrained_names: Option<SplitMetrics>,
 }
 
-fn split_metrics(model: &Model, ds: &Dataset) -> Result<SplitMetrics> {
+/// Metrics of a model on one set of prompts.
+pub fn split_metrics(model: &Model, ds: &Dataset) -> Result<SplitMetrics> {
     let mut lds = Vec::with_capacity(ds.len());
     let (mut top1, mut over, mut loss) = (0usize, 0usize, 0.0f64);
     for rows in (0..ds.len()).collect::<Vec<_>>().chunks(256) {

@@ -65,12 +65,27 @@ pub struct TrainOutcome {
     pub weights_sha256: String,
 }
 
+/// One row of `eval_log.csv`: held-out metrics during training.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct EvalRow {
+    /// Step (1-based).
+    pub step: usize,
+    /// Held-out mean logit difference IO − S.
+    pub logit_diff: f64,
+    /// Held-out top-1 accuracy.
+    pub top1: f64,
+    /// Held-out loss.
+    pub loss: f64,
+}
+
 #[derive(Serialize, Deserialize)]
 struct CheckpointState {
     step: usize,
     adam_t: u64,
     config: TrainConfig,
     log: Vec<LogRow>,
+    #[serde(default)]
+    evals: Vec<EvalRow>,
 }
 
 /// The checkpoint folder of a run.
@@ -85,6 +100,7 @@ fn write_checkpoint(
     opt: &AdamW,
     step: usize,
     log: &[LogRow],
+    evals: &[EvalRow],
 ) -> Result<()> {
     let dir = checkpoint_dir(out);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -106,6 +122,7 @@ fn write_checkpoint(
         adam_t: opt.t,
         config: cfg.clone(),
         log: log.to_vec(),
+        evals: evals.to_vec(),
     };
     let text = serde_json::to_string(&state)
         .map_err(|e| Error::input(format!("cannot serialise the checkpoint state: {e}")))?;
@@ -118,7 +135,7 @@ fn read_checkpoint(
     cfg: &TrainConfig,
     params: &mut Gpt2Params,
     opt: &mut AdamW,
-) -> Result<Option<(usize, Vec<LogRow>)>> {
+) -> Result<Option<(usize, Vec<LogRow>, Vec<EvalRow>)>> {
     let dir = checkpoint_dir(out);
     let state_path = dir.join("state.json");
     if !state_path.is_file() {
@@ -167,7 +184,7 @@ fn read_checkpoint(
         p.v = get(format!("v.{}", p.name))?;
     }
     opt.t = state.adam_t;
-    Ok(Some((state.step, state.log)))
+    Ok(Some((state.step, state.log, state.evals)))
 }
 
 /// Train as `cfg` says and write the model folder `out` (`config.json`, `model.safetensors`,
@@ -185,13 +202,19 @@ pub fn train(
     let mut params = Gpt2Params::init(&mcfg, cfg.seed)?;
     let mut opt = AdamW::new(cfg.adamw);
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let (start, mut log) = if resume {
+    let (start, mut log, mut evals) = if resume {
         match read_checkpoint(out, cfg, &mut params, &mut opt)? {
-            Some((s, l)) => (s, l),
-            None => (0, Vec::new()),
+            Some(x) => x,
+            None => (0, Vec::new(), Vec::new()),
         }
     } else {
-        (0, Vec::new())
+        (0, Vec::new(), Vec::new())
+    };
+    // A fixed held-out set for the evaluations during training.
+    let probe = if cfg.eval_every > 0 {
+        Some(task.sample(Split::Heldout, 200, derive_seed(cfg.seed, "probe", 0), None)?)
+    } else {
+        None
     };
     let t0 = Instant::now();
     for step in start..cfg.steps {
@@ -230,11 +253,23 @@ pub fn train(
             lr,
             grad_norm: norm,
         });
+        if let Some(probe) = &probe {
+            if (step + 1) % cfg.eval_every == 0 || step + 1 == cfg.steps {
+                let model = Model::from_weights(mcfg.clone(), params.weights()?, DType::F32)?;
+                let m = ioi::split_metrics(&model, probe)?;
+                evals.push(EvalRow {
+                    step: step + 1,
+                    logit_diff: m.logit_diff,
+                    top1: m.top1,
+                    loss: m.loss,
+                });
+            }
+        }
         if cfg.checkpoint_every > 0
             && (step + 1) % cfg.checkpoint_every == 0
             && step + 1 < cfg.steps
         {
-            write_checkpoint(out, cfg, &params, &opt, step + 1, &log)?;
+            write_checkpoint(out, cfg, &params, &opt, step + 1, &log, &evals)?;
         }
     }
     let wall_s = t0.elapsed().as_secs_f64();
@@ -261,6 +296,24 @@ pub fn train(
         weights_sha256,
     };
     write_atomic(out.join("train_log.csv"), log_csv(&log).as_bytes())?;
+    // Example token ids for scripts/check_hf.py (held-out prompts, right-padded with BOS).
+    let examples = task.sample(Split::Heldout, 4, derive_seed(cfg.seed, "tokens", 0), None)?;
+    let (ids, _, len) = examples.padded_tokens(0);
+    let rows: Vec<Vec<u32>> = ids.chunks(len).map(<[u32]>::to_vec).collect();
+    write_atomic(
+        out.join("tokens.json"),
+        format!("{}\n", serde_json::to_string(&rows).unwrap_or_default()).as_bytes(),
+    )?;
+    if !evals.is_empty() {
+        let mut csv = String::from("step,heldout_logit_diff,heldout_top1,heldout_loss\n");
+        for e in &evals {
+            csv.push_str(&format!(
+                "{},{:.4},{:.4},{:.5}\n",
+                e.step, e.logit_diff, e.top1, e.loss
+            ));
+        }
+        write_atomic(out.join("eval_log.csv"), csv.as_bytes())?;
+    }
     let json = serde_json::to_string_pretty(&outcome)
         .map_err(|e| Error::input(format!("cannot serialise metrics: {e}")))?;
     write_atomic(out.join("metrics.json"), format!("{json}\n").as_bytes())?;
