@@ -9,7 +9,8 @@
 //! unpruned one.
 //!
 //! The fast path recomputes only from the first layer with a changed receiver (everything
-//! before it is the clean run) and computes logits only at each row's answer position. The
+//! before it is the clean run; nothing but the unembedding when only the logits' inputs
+//! changed) and computes logits only at each row's answer position. The
 //! naive path (for benchmarks and cross-checks) runs the whole model with every removed edge
 //! as a patch and computes logits everywhere.
 
@@ -514,12 +515,36 @@ impl<'a> Evaluator<'a> {
             let idx = Tensor::from_vec(idx, b, logits.device())?;
             return Ok(logits.reshape((b * p, v))?.index_select(&idx, 0)?);
         }
-        let start = ch
+        let first = ch
             .iter()
             .map(|(r, _)| r.layer(n_layers))
             .min()
-            .unwrap_or(n_layers)
-            .min(n_layers.saturating_sub(1));
+            .unwrap_or(n_layers);
+        // Only the logits changed: no layer needs recomputing. Every sender then comes from the
+        // clean run, so the removed edges go in as patches (the replaced-input hook needs a
+        // layer to run in).
+        let ch: Vec<(Receiver, Change)> = if first == n_layers {
+            ch.into_iter()
+                .map(|(r, c)| match c {
+                    Change::Replace(kept) => {
+                        let all = (1u64 << k) - 1;
+                        let gone = parents(&r, cfg)
+                            .into_iter()
+                            .filter_map(|u| {
+                                let kb = kept.iter().find(|(x, _)| *x == u).map_or(0, |(_, b)| *b);
+                                let g = !kb & all;
+                                (g != 0).then_some((u, g))
+                            })
+                            .collect();
+                        (r, Change::Delta(gone))
+                    }
+                    d => (r, d),
+                })
+                .collect()
+        } else {
+            ch
+        };
+        let start = first;
         let mut patches = Patches::new();
         let mut replace = BTreeMap::new();
         for (r, c) in ch {
