@@ -177,8 +177,9 @@ mod tests {
             weight_decay: 0.5,
             ..Default::default()
         });
-        // Zero gradient: loss = 0·w.
-        let loss = (var.as_tensor() * 0.0).unwrap().sum_all().unwrap();
+        // Zero gradient: loss = w − w (multiplying by 0 would drop the graph).
+        let w = var.as_tensor();
+        let loss = (w - w).unwrap().sum_all().unwrap();
         let grads = loss.backward().unwrap();
         opt.step(&mut ps, &grads, 0.1, 1.0).unwrap();
         let got = var.as_tensor().to_vec1::<f64>().unwrap()[0];
