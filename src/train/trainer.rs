@@ -130,12 +130,15 @@ fn write_checkpoint(
     write_atomic(dir.join("state.json"), text.as_bytes())
 }
 
+/// What a checkpoint restores: the next step, the loss log and the evaluation log.
+type Resumed = (usize, Vec<LogRow>, Vec<EvalRow>);
+
 fn read_checkpoint(
     out: &Path,
     cfg: &TrainConfig,
     params: &mut Gpt2Params,
     opt: &mut AdamW,
-) -> Result<Option<(usize, Vec<LogRow>, Vec<EvalRow>)>> {
+) -> Result<Option<Resumed>> {
     let dir = checkpoint_dir(out);
     let state_path = dir.join("state.json");
     if !state_path.is_file() {
@@ -203,10 +206,7 @@ pub fn train(
     let mut opt = AdamW::new(cfg.adamw);
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let (start, mut log, mut evals) = if resume {
-        match read_checkpoint(out, cfg, &mut params, &mut opt)? {
-            Some(x) => x,
-            None => (0, Vec::new(), Vec::new()),
-        }
+        read_checkpoint(out, cfg, &mut params, &mut opt)?.unwrap_or_default()
     } else {
         (0, Vec::new(), Vec::new())
     };
