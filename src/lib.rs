@@ -1,6 +1,7 @@
 //! circuitscope: test and discover circuits inside transformer language models.
 //!
-//! Data flows model → graph → eval → (scrub, acdc, analysis) → report.
+//! Data flows model → graph → eval → (scrub, acdc, analysis) → report;
+//! `sweep` runs many ACDC runs and merges them.
 
 pub mod acdc;
 pub mod analysis;
@@ -13,6 +14,7 @@ pub mod metric;
 pub mod model;
 pub mod report;
 pub mod scrub;
+pub mod sweep;
 pub mod tokenizer;
 pub mod toy;
 pub mod train;
