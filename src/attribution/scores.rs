@@ -364,13 +364,12 @@ pub fn attribute(
 
     // Per sender group, the gradients its edges use.
     let mut group_grads: BTreeMap<Group, BTreeMap<Receiver, Tensor>> = BTreeMap::new();
-    let qkv_grads: BTreeMap<Receiver, Tensor>;
-    match opts.method {
+    let qkv_grads: BTreeMap<Receiver, Tensor> = match opts.method {
         Method::Eap | Method::Atp => {
             for g in &groups {
                 group_grads.insert(*g, clean.grads.clone());
             }
-            qkv_grads = clean.grads.clone();
+            clean.grads.clone()
         }
         Method::EapIg => {
             let embed = inp.ablated.out[&Node::Embed].clone();
@@ -389,16 +388,11 @@ pub fn attribute(
             for gr in &groups {
                 group_grads.insert(*gr, g.clone());
             }
-            qkv_grads = g;
+            g
         }
         Method::EapIgAct => {
             let mut all = vec![];
             for gr in &groups {
-                let members: Vec<Node> = senders
-                    .iter()
-                    .copied()
-                    .filter(|u| group_of(*u) == *gr)
-                    .collect();
                 let (name, base) = match *gr {
                     Group::Embed => (
                         "blocks.0.hook_resid_pre".to_string(),
@@ -420,7 +414,6 @@ pub fn attribute(
                         inp.ablated.out[&Node::Mlp(l)].clone(),
                     ),
                 };
-                let _ = members;
                 let mut runs = vec![];
                 for &a in &alphas {
                     if a == 1.0 {
@@ -435,9 +428,9 @@ pub fn attribute(
                 all.push(g.clone());
                 group_grads.insert(*gr, g);
             }
-            qkv_grads = mean_grads(&all)?;
+            mean_grads(&all)?
         }
-    }
+    };
 
     let mut fill = Filler {
         graph: &graph,
