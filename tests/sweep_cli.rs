@@ -391,3 +391,34 @@ fn bad_inputs_get_one_message_and_exit_2() {
     // Not a sweep folder.
     bad(&["sweep", "status", s(tmp.path())], "not a sweep folder");
 }
+
+#[test]
+fn roc_is_a_sweep_of_one_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    sweep_file(tmp.path(), "[0.1]", "");
+    let out = tmp.path().join("roc");
+    let circuit = root().join("models/toy-induction/CIRCUIT.json");
+    let base = tmp.path().join("base.ron");
+    let args = [
+        "--config",
+        s(&base),
+        "--out",
+        s(&out),
+        "--roc",
+        s(&circuit),
+        "--taus=-4:0:3",
+        "--no-progress",
+    ];
+    let o = ok(&args);
+    assert!(o.contains("ROC AUC 1.0000 over 3 thresholds"), "{o}");
+    let v: serde_json::Value = serde_json::from_slice(&read(&out.join("roc.json"))).unwrap();
+    assert_eq!(v["auc"], 1.0);
+    assert_eq!(v["truth_key"], "edges_resample");
+    assert_eq!(v["points"].as_array().unwrap().len(), 3);
+    assert_eq!(v["truth"], 10);
+    // Each τ is an ordinary run folder; the sweep's report is there too.
+    assert_eq!(point_dirs(&out).len(), 3);
+    assert!(out.join("points/tau-1e-4/circuit.json").is_file());
+    assert!(out.join("roc.svg").is_file() && out.join("sweep.html").is_file());
+    bad(&args, "roc.json exists");
+}

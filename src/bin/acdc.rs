@@ -202,7 +202,7 @@ fn roc(a: &Args, truth_path: &std::path::Path) -> Result<()> {
     sweep::run_here(&folder, None, threads, !fresh, a.no_progress, None)?;
     let c = sw::collect(&folder, None)?;
     c.write(&folder)?;
-    let (Some(g), Some((_, key))) = (c.roc.first(), &c.known) else {
+    let Some(g) = c.roc.first() else {
         anyhow::bail!("internal: no ROC curve was computed");
     };
     let points: Vec<serde_json::Value> = g
@@ -213,7 +213,7 @@ fn roc(a: &Args, truth_path: &std::path::Path) -> Result<()> {
     let json = serde_json::json!({
         "config": config,
         "truth_file": truth_path.display().to_string(),
-        "truth_key": key,
+        "truth_key": g.key,
         "truth": g.truth,
         "edges": g.edges,
         "auc": g.auc,

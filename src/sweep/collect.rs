@@ -61,6 +61,8 @@ pub struct PointResult {
 pub struct GroupRoc {
     /// The group.
     pub group: String,
+    /// The list of the known-circuit file compared with.
+    pub key: String,
     /// Its curve (sorted by FPR, with (0,0) and (1,1)).
     pub curve: Vec<roc::RocPoint>,
     /// Area under it.
@@ -87,8 +89,8 @@ pub struct Collected {
     pub pareto: Vec<String>,
     /// ROC curves (when a known circuit is given).
     pub roc: Vec<GroupRoc>,
-    /// The known circuit: (file's SHA-256, key).
-    pub known: Option<(String, String)>,
+    /// The known circuit file's SHA-256, when one was given.
+    pub known: Option<String>,
 }
 
 /// A point's group: its name without the τ part.
@@ -237,7 +239,6 @@ pub fn collect(
                 groups.push(r.group.clone());
             }
         }
-        let mut key_used = String::new();
         for g in groups {
             let members: Vec<&PointResult> = points.iter().filter(|r| r.group == g).collect();
             let cfg = &plan.points[members[0].index].config;
@@ -249,14 +250,13 @@ pub fn collect(
                 .clone()
                 .unwrap_or_else(|| roc::truth_key(&cfg.ablation).to_string());
             let truth = roc::read_truth(path, &k, graph, &m.prep.model.cfg)?;
-            key_used = k;
             let runs: Vec<(f64, BTreeSet<usize>)> = members
                 .iter()
                 .map(|r| (r.tau, r.kept_units.clone()))
                 .collect();
-            rocs.push(group_roc(&g, &runs, &truth, graph.len()));
+            rocs.push(group_roc(&g, &k, &runs, &truth, graph.len()));
         }
-        known_id = Some((sha, key_used));
+        known_id = Some(sha);
     }
     Ok(Collected {
         points,
@@ -270,6 +270,7 @@ pub fn collect(
 /// The ROC of one group's runs.
 pub fn group_roc(
     group: &str,
+    key: &str,
     runs: &[(f64, BTreeSet<usize>)],
     truth: &BTreeSet<usize>,
     total: usize,
@@ -278,6 +279,7 @@ pub fn group_roc(
     let auc = roc::auc(&curve);
     GroupRoc {
         group: group.to_string(),
+        key: key.to_string(),
         auc,
         truth: truth.len(),
         edges: total,
@@ -365,6 +367,7 @@ impl Collected {
             .map(|g| {
                 json!({
                     "group": g.group,
+                    "key": g.key,
                     "auc": g.auc,
                     "truth": g.truth,
                     "edges": g.edges,
@@ -381,7 +384,7 @@ impl Collected {
             "points": points,
             "missing": self.missing,
             "pareto": self.pareto,
-            "known_circuit": self.known.as_ref().map(|(sha, key)| json!({"sha256": sha, "key": key})),
+            "known_circuit_sha256": self.known,
             "roc": roc,
         })
     }
