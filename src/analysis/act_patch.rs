@@ -215,7 +215,11 @@ impl<'s, 'm> Patcher<'s, 'm> {
                 from: self.opts.resume.then(|| {
                     let mlp_half =
                         name.ends_with(".hook_resid_mid") || name.ends_with(".hook_mlp_out");
-                    let stage = if mlp_half { Stage::Mlp(layer) } else { Stage::Attn(layer) };
+                    let stage = if mlp_half {
+                        Stage::Mlp(layer)
+                    } else {
+                        Stage::Attn(layer)
+                    };
                     (&self.corrupted, stage)
                 }),
                 ..Default::default()

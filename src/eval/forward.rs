@@ -393,7 +393,13 @@ fn logits_stage(
         return Ok(None);
     }
     let n_layers = model.cfg.n_layers;
-    let final_in = patched_input(model, out, &out.resid[n_layers], em.patches, &Receiver::Logits)?;
+    let final_in = patched_input(
+        model,
+        out,
+        &out.resid[n_layers],
+        em.patches,
+        &Receiver::Logits,
+    )?;
     match at {
         LogitsAt::None => Ok(None),
         LogitsAt::All => Ok(Some(unembed(model, em, &final_in)?)),

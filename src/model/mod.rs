@@ -302,6 +302,13 @@ impl Model {
         Ok((xn.broadcast_matmul(w_in)?.broadcast_add(b_in)?, scale))
     }
 
+    /// One whole MLP on its input (before LayerNorm): `hook_mlp_out` (the evaluator runs the
+    /// same pieces with hooks between them).
+    pub fn mlp(&self, layer: usize, x: &Tensor) -> Result<Tensor> {
+        let (pre, _) = self.mlp_pre(layer, x)?;
+        self.mlp_out_from_post(layer, &self.mlp_act(&pre)?)
+    }
+
     /// The MLP activation function applied to `hook_pre`.
     pub fn mlp_act(&self, pre: &Tensor) -> Result<Tensor> {
         Ok(match self.cfg.act {
@@ -324,6 +331,12 @@ impl Model {
     /// `(normalised, ln_final scale)`.
     pub fn final_norm(&self, resid: &Tensor) -> Result<(Tensor, Tensor)> {
         self.layer_norm(resid, &self.w.ln_f_w, &self.w.ln_f_b)
+    }
+
+    /// Final LayerNorm and unembedding of residuals: `(logits, ln_final scale)`.
+    pub fn unembed(&self, resid: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (xn, scale) = self.final_norm(resid)?;
+        Ok((self.unembed_normed(&xn)?, scale))
     }
 
     /// The unembedding of final-LayerNorm outputs (`unembed.hook_in`): the logits.
