@@ -443,7 +443,7 @@ fn unembed(model: &Model, em: &mut Emitter, x: &Tensor) -> Result<Tensor> {
 }
 
 /// The input of receiver `r`: its standard input (or a replacement base) changed by the
-/// receiver's patches, in a fixed order: kept senders, edge patches, deltas.
+/// receiver's patches, in a fixed order: kept senders, edge patches, the delta.
 fn patched_input(
     model: &Model,
     run: &Run,
@@ -482,7 +482,7 @@ fn patched_input(
         };
         x = (x + delta)?;
     }
-    for d in &ip.deltas {
+    if let Some(d) = &ip.delta {
         x = x.broadcast_add(d)?;
     }
     Ok(x)

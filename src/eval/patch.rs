@@ -6,12 +6,13 @@
 //!   source, `input(r) += (alt − current(u)) ⊙ mask`;
 //! - a **delta** ([`Patches::add_delta`]): `input(r) += delta`, `[batch, pos, d_model]`; with a
 //!   zero delta that is a [`candle_core::Var`], gradients with respect to each receiver's input
-//!   flow through it;
+//!   flow through it (attribution's gradients);
 //! - a **replaced input** ([`Patches::replace_input`]): `input(r) = base + Σ_kept (current(u) −
 //!   alt_u) ⊙ mask` — the receiver reads `base` (e.g. an ablated run's residual stream) except
 //!   for the listed senders, which it reads from the current run;
 //! - a **replaced activation** ([`Patches::replace_activation`]): a named activation is replaced
-//!   everywhere, where a mask is 1, or on a slice of it.
+//!   everywhere, where a mask is 1, or on a slice of it (or moved towards a base value,
+//!   [`Patches::interpolate_activation`], for integrated gradients).
 //!
 //! Receivers follow the residual-stream decomposition: every head's q, k and v input, every
 //! MLP input and the logits apply their own LayerNorm to their own input.
@@ -45,8 +46,8 @@ pub struct InputPatch {
     pub kept: Vec<Patch>,
     /// Edge patches, `+ (alt − current) ⊙ mask` each.
     pub edges: Vec<Patch>,
-    /// Added deltas.
-    pub deltas: Vec<Tensor>,
+    /// A delta added last (several deltas are summed into one).
+    pub delta: Option<Tensor>,
 }
 
 /// Where a replaced activation takes the new value.
@@ -61,27 +62,45 @@ pub enum Region {
     Slice(Vec<Range<usize>>),
 }
 
-/// A named activation replaced by another value.
+/// A change to a named activation.
 #[derive(Debug, Clone)]
-pub struct ActivationPatch {
-    /// The value, shaped like the activation.
-    pub value: Tensor,
-    /// Where it applies.
-    pub region: Region,
+pub enum ActivationPatch {
+    /// Replaced by `value` (shaped like the activation) in a region.
+    Replace {
+        /// The new value.
+        value: Tensor,
+        /// Where it applies.
+        region: Region,
+    },
+    /// Moved onto the straight line from `base` (α = 0) to the run's own value (α = 1):
+    /// `base + α · (activation − base)`, with the activation detached (a constant point on the
+    /// line; integrated gradients read the gradients downstream of it).
+    Interpolate {
+        /// The value at α = 0.
+        base: Tensor,
+        /// The point on the line.
+        alpha: f64,
+    },
 }
 
 impl ActivationPatch {
     /// The activation with the patch applied.
     pub fn apply(&self, act: &Tensor) -> Result<Tensor> {
-        Ok(match &self.region {
-            Region::All => self.value.clone(),
-            Region::Mask(m) => m.broadcast_as(act.dims())?.where_cond(&self.value, act)?,
-            Region::Slice(ranges) => {
-                let mut src = self.value.clone();
-                for (d, r) in ranges.iter().enumerate() {
-                    src = src.narrow(d, r.start, r.end - r.start)?;
+        Ok(match self {
+            ActivationPatch::Replace { value, region } => match region {
+                Region::All => value.clone(),
+                Region::Mask(m) => m.broadcast_as(act.dims())?.where_cond(value, act)?,
+                Region::Slice(ranges) => {
+                    let mut src = value.clone();
+                    for (d, r) in ranges.iter().enumerate() {
+                        src = src.narrow(d, r.start, r.end - r.start)?;
+                    }
+                    act.contiguous()?.slice_assign(ranges, &src)?
                 }
-                act.contiguous()?.slice_assign(ranges, &src)?
+            },
+            ActivationPatch::Interpolate { alpha, .. } if *alpha == 1.0 => act.clone(),
+            ActivationPatch::Interpolate { base, alpha } => {
+                (base + ((&act.detach() - base)? * *alpha)?)?
             }
         })
     }
@@ -112,14 +131,23 @@ impl Patches {
             .push(Patch { sender, alt, mask });
     }
 
-    /// Add `delta` (`[batch, pos, d_model]`) to the receiver's input. Pass a
-    /// [`candle_core::Var`]'s tensor to take gradients with respect to the input.
-    pub fn add_delta(&mut self, receiver: Receiver, delta: Tensor) {
-        self.by_receiver
-            .entry(receiver)
-            .or_default()
-            .deltas
-            .push(delta);
+    /// Add `delta` (`[batch, pos, d_model]`, or anything that broadcasts to it) to receiver
+    /// `r`'s input, after its other patches. A zero delta that is a [`candle_core::Var`] makes
+    /// the gradient of anything computed from the run with respect to `r`'s input available
+    /// from `backward()` (this is how attribution differentiates through the evaluator). A
+    /// second delta for the same receiver is added to the first.
+    pub fn add_delta(&mut self, r: Receiver, delta: Tensor) -> Result<()> {
+        let p = self.by_receiver.entry(r).or_default();
+        p.delta = Some(match p.delta.take() {
+            Some(old) => old.broadcast_add(&delta)?,
+            None => delta,
+        });
+        Ok(())
+    }
+
+    /// The delta added to receiver `r`'s input, if any.
+    pub fn delta(&self, r: &Receiver) -> Option<&Tensor> {
+        self.by_receiver.get(r).and_then(|p| p.delta.as_ref())
     }
 
     /// Replace the receiver's whole input: it reads `base` plus, for each kept sender, its
@@ -136,7 +164,16 @@ impl Patches {
         self.by_name
             .entry(name)
             .or_default()
-            .push(ActivationPatch { value, region });
+            .push(ActivationPatch::Replace { value, region });
+    }
+
+    /// Move a named activation to `base + alpha · (activation − base)` (see
+    /// [`ActivationPatch::Interpolate`]).
+    pub fn interpolate_activation(&mut self, name: HookName, base: Tensor, alpha: f64) {
+        self.by_name
+            .entry(name)
+            .or_default()
+            .push(ActivationPatch::Interpolate { base, alpha });
     }
 
     /// The edge patches into one receiver.
