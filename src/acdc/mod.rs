@@ -384,11 +384,9 @@ impl Prepared {
             )?),
             Precision::Checked if one_edge => {
                 let m32 = self.screen_model.as_ref().ok_or_else(|| {
-                    Error::input(
-                        "checked precision needs the float32 model too (set screen_model)",
-                    )
+                    Error::input("checked precision needs the float32 model too (set screen_model)")
                 })?;
-                Some(self.screen(m32)?)
+                Some(self.screen(m32, Some(screen::LOGIT_ERROR_FACTOR))?)
             }
             _ => None,
         };
@@ -407,9 +405,10 @@ impl Prepared {
         })
     }
 
-    /// The float32 screen of `Checked` precision: the clean run and the ablation in float32,
-    /// and the logits' error bound.
-    fn screen<'m>(&self, m32: &'m Model) -> Result<Screen<'m>> {
+    /// A one-edge evaluator on `m32` (the float32 model of `Checked` precision, or any model
+    /// of this shape): its own clean run and ablation, and the logits' error bound relative to
+    /// the largest logit (`None`: no error claimed).
+    pub fn screen<'m>(&self, m32: &'m Model, relative: Option<f64>) -> Result<Screen<'m>> {
         let clean = eval::run(
             m32,
             &self.tokens,
@@ -428,14 +427,7 @@ impl Prepared {
             &self.lens,
         )?;
         let units = Units::new(&m32.cfg, self.config.level, self.sweep_options().graph);
-        Screen::new(
-            m32,
-            clean,
-            ablated,
-            self.end.clone(),
-            units,
-            Some(screen::LOGIT_ERROR_FACTOR),
-        )
+        Screen::new(m32, clean, ablated, self.end.clone(), units, relative)
     }
 }
 

@@ -101,7 +101,9 @@ fn reads_of(
 ) -> Result<(BTreeMap<Receiver, Reads>, usize)> {
     let cfg = &model.cfg;
     let Units::Edges(g) = units else {
-        return Err(Error::input("internal: one-edge evaluation needs an edge graph"));
+        return Err(Error::input(
+            "internal: one-edge evaluation needs an edge graph",
+        ));
     };
     let mut removed: BTreeMap<Receiver, BTreeSet<Node>> = BTreeMap::new();
     let mut whole = vec![];
@@ -214,7 +216,9 @@ impl<'a> Screen<'a> {
         unit: usize,
     ) -> Result<Measured> {
         let Units::Edges(g) = &self.units else {
-            return Err(Error::input("internal: one-edge evaluation needs an edge graph"));
+            return Err(Error::input(
+                "internal: one-edge evaluation needs an edge graph",
+            ));
         };
         let (r, drop) = match g.edge(unit) {
             Edge::Add { sender, receiver } => (receiver, Drop::Sender(sender)),

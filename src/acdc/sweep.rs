@@ -431,7 +431,8 @@ impl Sweep {
         // |score − score_exact| ≤ |effect − effect_exact| ≤ band (|·| is 1-Lipschitz), so a
         // score further than band from τ has the exact score's side. Not-a-number always
         // re-checks.
-        !((score - self.options.tau).abs() > band)
+        let gap = (score - self.options.tau).abs();
+        gap.is_nan() || gap <= band
     }
 
     /// Test the units one at a time, as the reference does. An effect measured with an error
@@ -713,6 +714,82 @@ mod tests {
         let (s, _) = run(&sweep, w);
         assert!(s.present[id("a1.h1 -> logits")]);
         assert!(!s.present[id("a1.h0 -> logits")]);
+    }
+
+    /// Additive, measured with a deterministic error of at most `bound`.
+    struct Noisy {
+        exact: Additive,
+        bound: f64,
+        rechecks: usize,
+    }
+
+    impl Noisy {
+        fn noisy(&mut self, p: &[bool]) -> Measured {
+            let v = self.exact.metric(p).unwrap();
+            self.rechecks -= 1; // not a re-check
+            let h = p.iter().enumerate().fold(7u64, |a, (i, &b)| {
+                a.wrapping_mul(31).wrapping_add(i as u64 * b as u64)
+            });
+            let frac = (h % 1000) as f64 / 999.0 * 2.0 - 1.0;
+            Measured {
+                value: v + frac * self.bound,
+                error: self.bound,
+            }
+        }
+    }
+
+    impl Oracle for Noisy {
+        fn metric(&mut self, present: &[bool]) -> Result<f64> {
+            self.rechecks += 1;
+            self.exact.metric(present)
+        }
+        fn measure(&mut self, present: &[bool]) -> Result<Measured> {
+            Ok(self.noisy(present))
+        }
+        fn measure_without(&mut self, present: &[bool], unit: usize) -> Result<Measured> {
+            let mut p = present.to_vec();
+            p[unit] = false;
+            Ok(self.noisy(&p))
+        }
+    }
+
+    #[test]
+    fn bounded_measurements_take_the_exact_decisions() {
+        let sweep = Sweep::new(&cfg(2, 2, 4), opts(0.5));
+        let n = sweep.units.len();
+        // Effects at, near and far from tau.
+        let w: Vec<f64> = (0..n)
+            .map(|i| [0.5, 0.49, 0.52, 0.1, 2.0, 0.4999][i % 6])
+            .collect();
+        let (exact, order) = run(&sweep, w.clone());
+        let mut o = Noisy {
+            exact: Additive { w, calls: vec![] },
+            bound: 0.05,
+            rechecks: 0,
+        };
+        let mut s = sweep.initial_state();
+        let mut order2 = vec![];
+        while !sweep.done(&s) {
+            sweep
+                .step(&mut s, &mut o, &mut |e| {
+                    if let Event::Tested { unit, .. } = e {
+                        order2.push(*unit)
+                    }
+                })
+                .unwrap();
+        }
+        assert_eq!(s.present, exact.present);
+        assert_eq!(order, order2);
+        assert!(o.rechecks > 0);
+        // Effects measured to within 2·bound; those exactly at tau were re-measured.
+        for (a, b) in s.effect.iter().zip(&exact.effect) {
+            if let (Some(a), Some(b)) = (a, b) {
+                assert!((a - b).abs() <= 0.1 + 1e-12);
+                if *b == 0.5 {
+                    assert_eq!(a, b);
+                }
+            }
+        }
     }
 
     #[test]

@@ -284,7 +284,13 @@ impl CircuitRun {
     }
 
     /// A sender's output in this run: full positions, or the answer positions (`rows`).
-    fn out(&self, cx: &CircuitInputs, layers: &[LayerState], u: Node, rows: bool) -> Result<Tensor> {
+    fn out(
+        &self,
+        cx: &CircuitInputs,
+        layers: &[LayerState],
+        u: Node,
+        rows: bool,
+    ) -> Result<Tensor> {
         let t = match u {
             Node::Head(l, h) if l >= self.start => layers[l - self.start].heads[h].result.clone(),
             Node::Mlp(l) if l >= self.start => layers[l - self.start]
@@ -430,6 +436,10 @@ impl CircuitRun {
         let first_input = |current: &Tensor, rows: bool| -> Result<Tensor> {
             match drop {
                 Drop::All => cx.at(cx.ablated.input(&r), rows),
+                // A sender the receiver already reads ablated: nothing changes.
+                Drop::Sender(u) if self.reads.get(&r).is_some_and(|x| !x.reads_current(&u)) => {
+                    Ok(current.clone())
+                }
                 Drop::Sender(u) => {
                     let a = cx
                         .ablated
