@@ -3,9 +3,8 @@
 //! A receiver `r` with removed incoming edges reads
 //! `standard(r) + Σ_{u removed} (ablated(u) − current(u))`, which equals the reference's
 //! `ablated_input(r) + Σ_{u kept} (current(u) − ablated(u))`. The evaluator uses whichever sum
-//! is shorter: the first as [`Patches`] (few removed edges), the second through a hook that
-//! replaces the receiver's input (most edges removed, or the head's q/k/v edge removed, when
-//! the sum is empty). Both are exact; the second keeps a nearly pruned GPT-2 as cheap as an
+//! is shorter: the first as edge [`Patches`] (few removed edges), the second as a replaced
+//! input (most edges removed, or the head's q/k/v edge removed, when the sum is empty). Both are exact; the second keeps a nearly pruned GPT-2 as cheap as an
 //! unpruned one.
 //!
 //! The fast path recomputes only from the first layer with a changed receiver (everything
@@ -19,7 +18,7 @@ use super::screen::Screen;
 use super::sweep::{Measured, Oracle, Units};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::eval::{self, LogitsAt, Patches, ReplaceInputs, Run, RunOptions};
+use crate::eval::{self, LogitsAt, Patch, Patches, Run, RunOptions};
 use crate::graph::edges::parents;
 use crate::graph::{Edge, Node, Receiver};
 use crate::metric::{self, Metric};
@@ -413,8 +412,8 @@ impl<'a> Evaluator<'a> {
             .min()
             .unwrap_or(n_layers);
         // Only the logits changed: no layer needs recomputing. Every sender then comes from the
-        // clean run, so the removed edges go in as patches (the replaced-input hook needs a
-        // layer to run in).
+        // clean run, so the removed edges go in as edge patches (the form the golden runs were
+        // made with).
         let ch: Vec<(Receiver, Change)> = if first == n_layers {
             ch.into_iter()
                 .map(|(r, c)| match c {
@@ -438,7 +437,6 @@ impl<'a> Evaluator<'a> {
         };
         let start = first;
         let mut patches = Patches::new();
-        let mut replace = BTreeMap::new();
         for (r, c) in ch {
             match c {
                 Change::Delta(gone) => {
@@ -451,23 +449,27 @@ impl<'a> Evaluator<'a> {
                 Change::Replace(kept) => {
                     let mut v = Vec::with_capacity(kept.len());
                     for (u, blocks) in kept {
-                        v.push((u, self.mask(k, blocks)?));
+                        let mask = self.mask(k, blocks)?;
+                        let alt = self.copies[&k].ablated.out[&u].clone();
+                        v.push(Patch {
+                            sender: u,
+                            alt,
+                            mask,
+                        });
                     }
-                    replace.insert(r, v);
+                    let base = self.copies[&k].ablated.input(&r).clone();
+                    patches.replace_input(r, base, v);
                 }
             }
         }
         let c = &self.copies[&k];
-        let mut hook = ReplaceInputs::new(self.model, &c.clean, &c.ablated, start, replace);
-        let use_hook = !hook.is_empty();
         let run = eval::run(
             self.model,
             &c.tokens,
             &patches,
             RunOptions {
                 logits: LogitsAt::Rows(c.end.clone()),
-                hook: if use_hook { Some(&mut hook) } else { None },
-                resume: Some((&c.clean, start)),
+                from: Some((&c.clean, eval::Stage::layer_start(start, n_layers))),
                 ..Default::default()
             },
         )?;

@@ -191,8 +191,7 @@ impl<'a> CircuitInputs<'a> {
     }
 
     fn mlp(&self, l: usize, x: &Tensor) -> Result<Tensor> {
-        let [_, _, out, _] = self.model.mlp(l, x)?;
-        Ok(out)
+        self.model.mlp(l, x)
     }
 
     fn logits(&self, x: &Tensor) -> Result<Tensor> {
