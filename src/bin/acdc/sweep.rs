@@ -120,10 +120,29 @@ pub fn threads_per_run(a: &SweepArgs) -> usize {
 /// Progress of a local sweep: one bar (points done), the running points, an ETA.
 struct Display {
     bar: ProgressBar,
+    points_dir: PathBuf,
     lines: bool,
     jobs: usize,
     total: usize,
     state: Mutex<DisplayState>,
+}
+
+/// A running point's progress from the end of its `acdc.log` (`step A/B …` lines).
+fn step_progress(log: &Path) -> Option<(usize, usize)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(log).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(8192))).ok()?;
+    let mut buf = String::new();
+    f.take(8192).read_to_string(&mut buf).ok()?;
+    buf.lines().rev().find_map(|l| {
+        let rest = l.split("] ").nth(1)?;
+        let rest = rest
+            .strip_prefix("step ")
+            .or_else(|| rest.strip_prefix("resumed at step "))?;
+        let (a, b) = rest.split_whitespace().next()?.split_once('/')?;
+        Some((a.parse().ok()?, b.parse().ok()?))
+    })
 }
 
 #[derive(Default)]
@@ -146,7 +165,7 @@ fn dur(s: f64) -> String {
 }
 
 impl Display {
-    fn new(total: usize, jobs: usize, quiet: bool) -> Display {
+    fn new(points_dir: PathBuf, total: usize, jobs: usize, quiet: bool) -> Display {
         let tty = std::io::stderr().is_terminal();
         let bar = if quiet || !tty {
             ProgressBar::hidden()
@@ -160,6 +179,7 @@ impl Display {
         }
         Display {
             bar,
+            points_dir,
             lines: quiet || !tty,
             jobs,
             total,
@@ -167,27 +187,41 @@ impl Display {
         }
     }
 
-    /// The message: ETA and the running points with their time so far.
+    /// The message: ETA and the running points with their steps and time so far.
     fn refresh(&self) {
         let Ok(s) = self.state.lock() else { return };
         let now = Instant::now();
+        let steps: Vec<Option<(usize, usize)>> = s
+            .running
+            .iter()
+            .map(|(n, _)| step_progress(&self.points_dir.join(n).join("acdc.log")))
+            .collect();
         let eta = if s.finished == 0 {
             "ETA ?".to_string()
         } else {
             let avg = s.seconds / s.finished as f64;
             let waiting = self.total.saturating_sub(s.ended + s.running.len());
+            // A running point has its share of steps left, else the average less its time.
             let left: f64 = waiting as f64 * avg
                 + s.running
                     .iter()
-                    .map(|(_, t)| (avg - now.duration_since(*t).as_secs_f64()).max(0.0))
+                    .zip(&steps)
+                    .map(|((_, t), st)| match st {
+                        Some((a, b)) if *b > 0 => avg * (1.0 - *a as f64 / *b as f64),
+                        _ => (avg - now.duration_since(*t).as_secs_f64()).max(0.0),
+                    })
                     .sum::<f64>();
             format!("ETA {}", dur(left / self.jobs.max(1) as f64))
         };
         let mut run: Vec<String> = s
             .running
             .iter()
+            .zip(&steps)
             .take(3)
-            .map(|(n, t)| format!("{n} ({})", dur(now.duration_since(*t).as_secs_f64())))
+            .map(|((n, t), st)| {
+                let at = st.map_or(String::new(), |(a, b)| format!("step {a}/{b}, "));
+                format!("{n} ({at}{})", dur(now.duration_since(*t).as_secs_f64()))
+            })
             .collect();
         if s.running.len() > 3 {
             run.push(format!("+{} more", s.running.len() - 3));
@@ -364,7 +398,12 @@ pub fn run_here(
         folder.points().len(),
         todo.len(),
     );
-    let display = Arc::new(Display::new(todo.len(), jobs, quiet));
+    let display = Arc::new(Display::new(
+        folder.dir.join("points"),
+        todo.len(),
+        jobs,
+        quiet,
+    ));
     let stop = Arc::new(AtomicBool::new(false));
     let ticker = {
         let (d, stop) = (display.clone(), stop.clone());
