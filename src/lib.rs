@@ -1,6 +1,7 @@
 //! circuitscope: test and discover circuits inside transformer language models.
 //!
-//! Data flows model → graph → eval → (scrub, acdc, analysis) → report.
+//! Data flows model → graph → eval → (scrub, acdc, analysis) → report; [`experiment`] is the
+//! setup they share (model, rows, tokens, metric, hashes).
 
 pub mod acdc;
 pub mod analysis;
@@ -8,6 +9,7 @@ pub mod data;
 pub mod detect;
 pub mod error;
 pub mod eval;
+pub mod experiment;
 pub mod graph;
 pub mod metric;
 pub mod model;

@@ -19,7 +19,7 @@
 //!   C = third name), are rewritten by the part whose left side matches; new letters get new,
 //!   distinct random names.
 
-use super::dataset::{Dataset, Example};
+use super::dataset::{end_position, Dataset, Example};
 pub use super::ioi_lists::*;
 use crate::error::{Error, Result};
 use crate::tokenizer::{whitespace_split, Encoded, Tokenizer};
@@ -969,7 +969,7 @@ fn build_example(
     let io = idx[a[0]];
     let s1 = idx[b[0]];
     let s2 = idx[*b.last().unwrap_or(&b[0])];
-    let end = tokens.len() - 1;
+    let end = end_position(&tokens);
     let mut pos = BTreeMap::new();
     let mut put = |k: &str, v: usize| {
         pos.insert(k.to_string(), v);
