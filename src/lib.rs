@@ -1,10 +1,11 @@
 //! circuitscope: test and discover circuits inside transformer language models.
 //!
-//! Data flows model → graph → eval → (scrub, acdc, analysis) → report; [`experiment`] is the
-//! setup they share (model, rows, tokens, metric, hashes).
+//! Data flows model → graph → eval → (scrub, acdc, analysis, attribution) → report;
+//! [`experiment`] is the setup they share (model, rows, tokens, metric, hashes).
 
 pub mod acdc;
 pub mod analysis;
+pub mod attribution;
 pub mod data;
 pub mod detect;
 pub mod error;
