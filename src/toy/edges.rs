@@ -116,14 +116,21 @@ pub fn edge_effects(
     // Every edge is cut alone: the runs are independent. Rayon's indexed map keeps the edge
     // order, and a run's arithmetic does not depend on its thread, so the result equals a
     // serial loop's bit for bit.
+    // The sender outputs are read from the two runs first (a run caches lazily, so it stays
+    // on this thread); the patched runs then share only tensors.
     use rayon::prelude::*;
-    all_edges(&model.cfg)
-        .into_par_iter()
+    let cuts = all_edges(&model.cfg)
+        .into_iter()
         .map(|(s, r)| {
             let alt = match ablation {
                 Ablation::Corrupted => alt_run.sender_out(model, s)?,
                 Ablation::Zero => base.sender_out(model, s)?.zeros_like()?,
             };
+            Ok((s, r, alt))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    cuts.into_par_iter()
+        .map(|(s, r, alt)| {
             let mut p = Patches::new();
             p.add(r, s, alt, None);
             let run = eval::run(
