@@ -1,7 +1,8 @@
 //! circuitscope: test and discover circuits inside transformer language models.
 //!
 //! Data flows model → graph → eval → (scrub, acdc, analysis, attribution) → report;
-//! [`experiment`] is the setup they share (model, rows, tokens, metric, hashes).
+//! [`experiment`] is the setup they share (model, rows, tokens, metric, hashes);
+//! `sweep` runs many ACDC runs and merges them.
 
 pub mod acdc;
 pub mod analysis;
@@ -16,6 +17,7 @@ pub mod metric;
 pub mod model;
 pub mod report;
 pub mod scrub;
+pub mod sweep;
 pub mod tokenizer;
 pub mod toy;
 pub mod train;
