@@ -270,7 +270,7 @@ pub fn run(model: &Model, tokens: &Tensor, patches: &Patches, opts: RunOptions) 
             let result_name = format!("blocks.{l}.attn.hook_result");
             let attn_out = if em.wants(&result_name) {
                 let results = em.emit(&result_name, model.head_results(l, &z)?)?;
-                results.sum(2)?.broadcast_add(&model.w.blocks[l].b_o)?
+                model.attn_out_from_results(l, &results)?
             } else {
                 model.attn_out(l, &z)?
             };
@@ -295,19 +295,19 @@ pub fn run(model: &Model, tokens: &Tensor, patches: &Patches, opts: RunOptions) 
             let standard = resid_mid.as_ref().unwrap_or(&resid_pre);
             let x = patched_input(model, &out, standard, patches, &Receiver::Mlp(l))?;
             let x = em.emit(&format!("blocks.{l}.hook_mlp_in"), x)?;
-            let [pre, post_in, _, scale] = {
-                let blk = &model.w.blocks[l];
-                let (xn, scale) = model.layer_norm(&x, &blk.ln2_w, &blk.ln2_b)?;
-                let pre = match (&blk.w_in, &blk.b_in) {
-                    (Some(w), Some(b)) => xn.broadcast_matmul(w)?.broadcast_add(b)?,
-                    _ => return Err(Error::input("MLP weights missing")),
-                };
-                [pre, xn, x.clone(), scale]
-            };
-            let _ = post_in;
+            let blk = &model.w.blocks[l];
+            let (xn, scale) = model.layer_norm(&x, &blk.ln2_w, &blk.ln2_b)?;
             em.emit(&format!("blocks.{l}.ln2.hook_scale"), scale)?;
-            let pre = em.emit(&format!("blocks.{l}.mlp.hook_pre"), pre)?;
-            let post = em.emit(&format!("blocks.{l}.mlp.hook_post"), model.mlp_act(&pre)?)?;
+            let pre = em.emit(&format!("blocks.{l}.mlp.hook_pre"), model.mlp_pre(l, &xn)?)?;
+            // Gated MLPs (SwiGLU, GeGLU): act(pre) ⊙ pre_linear.
+            let post = match model.mlp_pre_linear(l, &xn)? {
+                Some(lin) => {
+                    let lin = em.emit(&format!("blocks.{l}.mlp.hook_pre_linear"), lin)?;
+                    model.mlp_gated(&pre, &lin)?
+                }
+                None => model.mlp_act(&pre)?,
+            };
+            let post = em.emit(&format!("blocks.{l}.mlp.hook_post"), post)?;
             let o = model.mlp_out_from_post(l, &post)?;
             Some(em.emit(&format!("blocks.{l}.hook_mlp_out"), o)?)
         } else {
@@ -369,11 +369,8 @@ fn unembed(model: &Model, em: &mut Emitter, x: &Tensor) -> Result<Tensor> {
     let (xn, scale) = model.layer_norm(x, &model.w.ln_f_w, &model.w.ln_f_b)?;
     em.emit("ln_final.hook_scale", scale)?;
     let xn = em.emit("unembed.hook_in", xn)?;
-    let mut logits = xn.broadcast_matmul(&model.w.w_u)?;
-    if let Some(b) = &model.w.b_u {
-        logits = logits.broadcast_add(b)?;
-    }
-    em.emit("unembed.hook_out", logits)
+    let logits = em.emit("unembed.hook_out", model.unembed_normed(&xn)?)?;
+    model.cap_logits(&logits)
 }
 
 /// The input of receiver `r`: the standard residual plus the patched edges' differences.

@@ -45,6 +45,9 @@ pub fn all_names(cfg: &ModelConfig) -> Vec<String> {
             ] {
                 v.push(b(s));
             }
+            if cfg.arch.gated_mlp {
+                v.push(b("mlp.hook_pre_linear"));
+            }
         }
         v.push(b("hook_resid_post"));
     }
