@@ -330,3 +330,75 @@ fn fast_and_naive_acdc_agree_on_families() {
         }
     }
 }
+
+/// Attribution's gradient with respect to a grouped k receiver is the derivative of adding one
+/// delta to the k input of every query head of the group (finite differences, float64).
+#[test]
+fn attribution_gradient_of_a_grouped_k_receiver_covers_the_group() {
+    use circuitscope::analysis::setup::tokens_dataset;
+    use circuitscope::attribution::gradients::receiver_grads;
+    use circuitscope::attribution::GradMetric;
+    let m = circuitscope::model::Model::load(&fixture("llama-tiny"), DType::F64).unwrap();
+    let clean: Vec<Vec<u32>> = vec![vec![0, 20, 31, 44, 20, 31], vec![0, 50, 61, 72, 50, 61]];
+    let answers = vec![(44, 45), (72, 73)];
+    let ds = tokens_dataset(&clean, None, Some(&answers)).unwrap();
+    let tokens = m.tokens_tensor(&clean).unwrap();
+    let ends = ds.end_positions();
+    let obj = GradMetric::new(
+        Metric::LogitDiff,
+        &ds,
+        m.cfg.d_vocab,
+        None,
+        DType::F64,
+        m.device(),
+    )
+    .unwrap();
+    let g = receiver_grads(&m, &tokens, &ends, &obj, None, None).unwrap();
+    let r = Receiver::Head(1, 0, Qkv::K);
+    let v = {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let n = 2 * 6 * m.cfg.d_model;
+        let x: Vec<f64> = (0..n).map(|_| rng.random::<f64>() - 0.5).collect();
+        Tensor::from_vec(x, (2, 6, m.cfg.d_model), m.device()).unwrap()
+    };
+    let value = |delta: &Tensor, heads: &[usize]| -> f64 {
+        let mut p = Patches::new();
+        for &h in heads {
+            p.add_delta(Receiver::Head(1, h, Qkv::K), delta.clone())
+                .unwrap();
+        }
+        let out = eval::run(
+            &m,
+            &tokens,
+            &p,
+            RunOptions {
+                logits: LogitsAt::Rows(ends.clone()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let l = out.logits.unwrap();
+        circuitscope::metric::mean(&Metric::LogitDiff.per_example(&l, &ds, None, None).unwrap())
+    };
+    let eps = 1e-5;
+    let fd = |heads: &[usize]| {
+        (value(&(&v * eps).unwrap(), heads) - value(&(&v * -eps).unwrap(), heads)) / (2.0 * eps)
+    };
+    let an = g.grads[&r]
+        .mul(&v)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
+    let (group, leader) = (fd(&[0, 1]), fd(&[0]));
+    assert!(
+        (an - group).abs() < 1e-6 * (1.0 + an.abs()),
+        "{an} vs {group}"
+    );
+    assert!(
+        (an - leader).abs() > 1e-6,
+        "the gradient must cover head 1 too"
+    );
+}
