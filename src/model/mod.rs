@@ -57,25 +57,6 @@ impl HeadInput {
     }
 }
 
-/// Everything one layer's attention computes; optional parts are filled when asked for.
-#[derive(Debug, Clone)]
-pub struct AttnOut {
-    /// `[batch, pos, n_heads, d_head]`.
-    pub q: Tensor,
-    /// `[batch, pos, n_heads, d_head]`.
-    pub k: Tensor,
-    /// `[batch, pos, n_heads, d_head]`.
-    pub v: Tensor,
-    /// Pre-softmax scores `[batch, n_heads, q_pos, k_pos]` (masked entries −∞).
-    pub scores: Tensor,
-    /// `[batch, n_heads, q_pos, k_pos]`.
-    pub pattern: Tensor,
-    /// `[batch, pos, n_heads, d_head]`.
-    pub z: Tensor,
-    /// The LayerNorm scales of the q, k, v inputs, `[batch, pos, 1]` or `[batch, pos, n_heads, 1]`.
-    pub ln_scale: [Tensor; 3],
-}
-
 impl Model {
     /// Load a model from a folder (see [`resolve::resolve_model`] for `--model` strings).
     pub fn load(dir: &Path, dtype: DType) -> Result<Self> {
@@ -357,29 +338,6 @@ impl Model {
         Ok(pattern.matmul(&vh)?.permute((0, 2, 1, 3))?.contiguous()?)
     }
 
-    /// One layer's attention on the given q, k and v inputs (before LayerNorm).
-    pub fn attention(
-        &self,
-        layer: usize,
-        q_in: &HeadInput,
-        k_in: &HeadInput,
-        v_in: &HeadInput,
-    ) -> Result<AttnOut> {
-        let (q, k, v, ln_scale) = self.qkv(layer, q_in, k_in, v_in)?;
-        let scores = self.attn_scores(layer, &self.rotate(&q)?, &self.rotate(&k)?)?;
-        let pattern = softmax_last(&scores)?;
-        let z = self.attn_z(&pattern, &v)?;
-        Ok(AttnOut {
-            q,
-            k,
-            v,
-            scores,
-            pattern,
-            z,
-            ln_scale,
-        })
-    }
-
     /// The attention output added to the residual stream: all heads' outputs plus `b_O`
     /// (Gemma-2: then the post-attention norm), `[batch, pos, d_model]`.
     pub fn attn_out(&self, layer: usize, z: &Tensor) -> Result<Tensor> {
@@ -456,22 +414,33 @@ impl Model {
             .contiguous()?)
     }
 
-    /// One MLP on its input (before the norm). Returns (pre, post, out, norm scale).
-    pub fn mlp(&self, layer: usize, x: &Tensor) -> Result<[Tensor; 4]> {
+    /// An MLP's norm on its input: `(normalised, ln2 scale)`.
+    pub fn mlp_norm(&self, layer: usize, x: &Tensor) -> Result<(Tensor, Tensor)> {
         let blk = &self.w.blocks[layer];
-        let (xn, scale) = self.layer_norm(x, &blk.ln2_w, &blk.ln2_b)?;
-        let pre = self.mlp_pre(layer, &xn)?;
+        self.layer_norm(x, &blk.ln2_w, &blk.ln2_b)
+    }
+
+    /// An MLP's pre-activation from its input (before the norm): `(hook_pre, ln2 scale)`.
+    pub fn mlp_pre(&self, layer: usize, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (xn, scale) = self.mlp_norm(layer, x)?;
+        Ok((self.mlp_pre_normed(layer, &xn)?, scale))
+    }
+
+    /// One whole MLP on its input (before the norm): `hook_mlp_out` (the evaluator runs the
+    /// same pieces with hooks between them).
+    pub fn mlp(&self, layer: usize, x: &Tensor) -> Result<Tensor> {
+        let (xn, _) = self.mlp_norm(layer, x)?;
+        let pre = self.mlp_pre_normed(layer, &xn)?;
         let post = match self.mlp_pre_linear(layer, &xn)? {
             Some(lin) => self.mlp_gated(&pre, &lin)?,
             None => self.mlp_act(&pre)?,
         };
-        let out = self.mlp_out_from_post(layer, &post)?;
-        Ok([pre, post, out, scale])
+        self.mlp_out_from_post(layer, &post)
     }
 
     /// `hook_pre` from the normed MLP input: `x W_in + b_in`, or the gate `x W_gate` of a gated
     /// MLP (TransformerLens's `GatedMLP`).
-    pub fn mlp_pre(&self, layer: usize, xn: &Tensor) -> Result<Tensor> {
+    pub fn mlp_pre_normed(&self, layer: usize, xn: &Tensor) -> Result<Tensor> {
         let blk = &self.w.blocks[layer];
         if let Some(g) = &blk.w_gate {
             return Ok(xn.broadcast_matmul(g)?);
@@ -523,10 +492,15 @@ impl Model {
         }
     }
 
-    /// Final LayerNorm and unembedding of `[n, d_model]` (or `[batch, pos, d_model]`) residuals.
-    /// Returns (logits, ln_final scale).
+    /// The final LayerNorm of `[n, d_model]` (or `[batch, pos, d_model]`) residuals:
+    /// `(normalised, ln_final scale)`.
+    pub fn final_norm(&self, resid: &Tensor) -> Result<(Tensor, Tensor)> {
+        self.layer_norm(resid, &self.w.ln_f_w, &self.w.ln_f_b)
+    }
+
+    /// Final LayerNorm and unembedding of residuals: `(logits, ln_final scale)`.
     pub fn unembed(&self, resid: &Tensor) -> Result<(Tensor, Tensor)> {
-        let (xn, scale) = self.layer_norm(resid, &self.w.ln_f_w, &self.w.ln_f_b)?;
+        let (xn, scale) = self.final_norm(resid)?;
         let logits = self.unembed_normed(&xn)?;
         Ok((self.cap_logits(&logits)?, scale))
     }
