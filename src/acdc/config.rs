@@ -16,7 +16,6 @@ use crate::data::TaskSpec;
 use crate::error::{read_to_string, Error, Result};
 use crate::metric::Metric;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// Floating-point precision of the run.
@@ -27,6 +26,11 @@ pub enum Precision {
     F32,
     /// 64-bit floats: decisions near τ do not depend on rounding.
     F64,
+    /// Every edge evaluated in 32-bit floats with one-edge updates, and again in 64-bit floats
+    /// (as `F64` evaluates it) whenever its effect is within the float32 error bound of τ: the
+    /// decisions are `F64`'s (see `acdc::evaluate` for the bound); recorded effects far from
+    /// τ are the float32 values.
+    Checked,
 }
 
 impl std::str::FromStr for Precision {
@@ -35,17 +39,21 @@ impl std::str::FromStr for Precision {
         match s.trim().to_ascii_lowercase().as_str() {
             "f32" | "float32" => Ok(Precision::F32),
             "f64" | "float64" => Ok(Precision::F64),
-            _ => Err(Error::input(format!("--dtype {s}: use f32 or f64"))),
+            "checked" => Ok(Precision::Checked),
+            _ => Err(Error::input(format!(
+                "--dtype {s}: use f32, f64 or checked"
+            ))),
         }
     }
 }
 
 impl Precision {
-    /// The candle dtype.
+    /// The candle dtype of the model whose numbers are the run's reference (`Checked`: the
+    /// float64 model that re-checks decisions near τ).
     pub fn dtype(self) -> candle_core::DType {
         match self {
             Precision::F32 => candle_core::DType::F32,
-            Precision::F64 => candle_core::DType::F64,
+            Precision::F64 | Precision::Checked => candle_core::DType::F64,
         }
     }
 }
@@ -99,7 +107,7 @@ pub struct Config {
     /// Compare |Δ| with τ.
     #[serde(default)]
     pub abs_value_threshold: bool,
-    /// `F32` (default) or `F64`.
+    /// `F32` (default), `F64`, or `Checked` (float32 speed, float64 decisions).
     #[serde(default)]
     pub dtype: Precision,
     /// Candidate removals evaluated per pass (speculatively); 1 = one at a time.
@@ -273,7 +281,7 @@ impl Config {
     /// A hash of every setting (SHA-256 of the canonical JSON).
     pub fn hash(&self) -> String {
         let json = serde_json::to_string(self).unwrap_or_default();
-        hex(&Sha256::digest(json.as_bytes()))
+        crate::experiment::hash::sha256_hex(json.as_bytes())
     }
 
     /// The settings that differ from `other`, as `name: ours vs theirs` lines.
@@ -291,9 +299,4 @@ impl Config {
         }
         out
     }
-}
-
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

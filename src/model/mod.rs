@@ -6,6 +6,7 @@
 pub mod config;
 mod decoder_weights;
 mod family;
+pub mod gpt2;
 pub mod random;
 pub mod resolve;
 pub mod rotary;
