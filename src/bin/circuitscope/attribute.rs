@@ -141,6 +141,26 @@ fn read_answers(path: &Path) -> Result<Vec<(u32, u32)>> {
         .collect()
 }
 
+/// The prefix of the task path recorded for runs on `--tokens` rows.
+pub const TOKENS_TASK: &str = "tokens:";
+
+/// Rows from `--tokens`, `--corrupted-tokens` and `--answers` files.
+pub fn token_dataset(
+    tokens: &Path,
+    corrupted: Option<&Path>,
+    answers: Option<&Path>,
+) -> Result<circuitscope::data::Dataset> {
+    let clean = crate::inputs::read_token_rows(tokens)?;
+    let corrupted = crate::inputs::read_token_rows(
+        corrupted.context("--tokens needs --corrupted-tokens FILE.json (one row per clean row)")?,
+    )?;
+    let answers =
+        read_answers(answers.context(
+            "--tokens needs --answers FILE.json: a list of [answer_id, wrong_id] per row",
+        )?)?;
+    Ok(tokens_dataset(&clean, Some(&corrupted), Some(&answers))?)
+}
+
 /// The effective config and the prepared model and data.
 fn prepare(a: &AttributeArgs) -> Result<(Config, Prepared)> {
     let o = overrides(a)?;
@@ -154,7 +174,7 @@ fn prepare(a: &AttributeArgs) -> Result<(Config, Prepared)> {
             let task = match (&o.task, &a.tokens) {
                 (Some(t), _) => t.clone(),
                 (None, Some(t)) => TaskSpec::Jsonl(JsonlOptions {
-                    path: t.display().to_string(),
+                    path: format!("{TOKENS_TASK}{}", t.display()),
                     ..Default::default()
                 }),
                 (None, None) => bail!(
@@ -168,15 +188,7 @@ fn prepare(a: &AttributeArgs) -> Result<(Config, Prepared)> {
     config.apply(&o)?;
     let prep = match &a.tokens {
         Some(t) => {
-            let clean = crate::inputs::read_token_rows(t)?;
-            let corrupted =
-                crate::inputs::read_token_rows(a.corrupted_tokens.as_deref().context(
-                    "--tokens needs --corrupted-tokens FILE.json (one row per clean row)",
-                )?)?;
-            let answers = read_answers(a.answers.as_deref().context(
-                "--tokens needs --answers FILE.json: a list of [answer_id, wrong_id] per row",
-            )?)?;
-            let ds = tokens_dataset(&clean, Some(&corrupted), Some(&answers))?;
+            let ds = token_dataset(t, a.corrupted_tokens.as_deref(), a.answers.as_deref())?;
             let dir = resolve_model(&config.model)?;
             let model = Model::load(&dir, config.dtype.dtype())?;
             Prepared::from_parts(&config.acdc(), model, ds)?

@@ -1,6 +1,7 @@
 //! `circuitscope faithfulness`: the faithfulness of circuits (ACDC's, attribution's, edge
 //! lists) and curves over circuit size from score files, with MIB's CPR and CMD.
 
+use crate::attribute::{token_dataset, TOKENS_TASK};
 use anyhow::{bail, Context, Result};
 use circuitscope::acdc::{roc::read_truth, Ablation, Precision, Prepared};
 use circuitscope::attribution::faithfulness::{
@@ -8,8 +9,10 @@ use circuitscope::attribution::faithfulness::{
 };
 use circuitscope::attribution::output::{read_json, read_scores, recorded_setup};
 use circuitscope::attribution::{plot, Config};
+use circuitscope::data::TaskSpec;
 use circuitscope::error::write_atomic;
 use circuitscope::metric::Metric;
+use circuitscope::model::{resolve::resolve_model, Model};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use std::path::PathBuf;
@@ -54,6 +57,15 @@ pub struct FaithfulnessArgs {
     /// Circuit sizes as fractions of all edges (default MIB's 0.001 … 1).
     #[arg(long, value_delimiter = ',')]
     fractions: Option<Vec<f64>>,
+    /// Clean token ids (for score files computed on --tokens rows): a JSON list of lists.
+    #[arg(long, requires_all = ["corrupted_tokens", "answers"])]
+    tokens: Option<PathBuf>,
+    /// Corrupted token ids, one row per clean row.
+    #[arg(long, requires = "tokens")]
+    corrupted_tokens: Option<PathBuf>,
+    /// A JSON list of [answer_id, wrong_id] per row.
+    #[arg(long, requires = "tokens")]
+    answers: Option<PathBuf>,
     /// Override the model.
     #[arg(long)]
     model: Option<String>,
@@ -120,7 +132,23 @@ pub fn run(a: &FaithfulnessArgs) -> Result<()> {
     if let Some(d) = &a.dtype {
         setup.dtype = d.parse::<Precision>()?;
     }
-    let prep = Prepared::new(&setup)?;
+    let from_tokens = matches!(&setup.task, TaskSpec::Jsonl(o) if o.path.starts_with(TOKENS_TASK));
+    let prep = match &a.tokens {
+        Some(t) => {
+            let ds = token_dataset(t, a.corrupted_tokens.as_deref(), a.answers.as_deref())?;
+            let dir = resolve_model(&setup.model)?;
+            Prepared::from_parts(&setup, Model::load(&dir, setup.dtype.dtype())?, ds)?
+        }
+        None if from_tokens => bail!(
+            "the setup was computed on --tokens rows ({}); give the same --tokens, \
+             --corrupted-tokens and --answers",
+            match &setup.task {
+                TaskSpec::Jsonl(o) => o.path.trim_start_matches(TOKENS_TASK).to_string(),
+                _ => String::new(),
+            }
+        ),
+        None => Prepared::new(&setup)?,
+    };
     let hash = prep.identity.model_hash.clone();
     let graph = circuitscope::graph::EdgeGraph::new(
         &prep.model.cfg,
