@@ -6,6 +6,7 @@
 //!   the metric with respect to every receiver's input;
 //! - [`scores`]: the methods; [`circuit`]: top-k / threshold circuits and pruning;
 //! - [`faithfulness`]: the metric of any circuit, normalised, and curves with CPR and CMD;
+//! - [`roc`]: ROC AUC of a ranking against a known circuit;
 //! - [`config`], [`experiment`], [`output`], [`plot`]: the run around them.
 //!
 //! Everything runs through [`crate::eval::run`] (the one forward loop) on the graph of
@@ -20,6 +21,7 @@ pub mod gradients;
 pub mod objective;
 pub mod output;
 pub mod plot;
+pub mod roc;
 pub mod scores;
 
 pub use config::{Config, Overrides};

@@ -87,6 +87,10 @@ pub struct AttributeArgs {
     /// Write the circuit of the edges with |score| ≥ this.
     #[arg(long, conflicts_with = "top_k")]
     threshold: Option<f64>,
+    /// Print the ROC AUC of the |score| ranking against a known circuit (a toy's
+    /// CIRCUIT.json; its list for the ablation: edges_resample, edges_second_copy or edges).
+    #[arg(long, value_name = "FILE")]
+    roc: Option<PathBuf>,
 }
 
 fn overrides(a: &AttributeArgs) -> Result<Overrides> {
@@ -202,6 +206,20 @@ fn prepare(a: &AttributeArgs) -> Result<(Config, Prepared)> {
 pub fn run(a: &AttributeArgs) -> Result<()> {
     prepare_out(&a.out, a.force)?;
     let (config, prep) = prepare(a)?;
+    let truth = match &a.roc {
+        Some(p) => {
+            let graph = circuitscope::graph::EdgeGraph::new(
+                &prep.model.cfg,
+                circuitscope::graph::GraphOptions {
+                    split_qkv: config.split_qkv,
+                },
+            );
+            let key = circuitscope::acdc::roc::truth_key(&config.ablation);
+            let t = circuitscope::acdc::roc::read_truth(p, key, &graph, &prep.model.cfg)?;
+            Some((p.clone(), key, t))
+        }
+        None => None,
+    };
     let bar = ProgressBar::with_draw_target(Some(1), ProgressDrawTarget::stderr());
     if let Ok(style) = ProgressStyle::default_bar()
         .template("[{elapsed_precise}] {bar:30} {pos}/{len} gradient passes · ETA {eta}")
@@ -241,6 +259,17 @@ pub fn run(a: &AttributeArgs) -> Result<()> {
         println!("AtP node scores (largest |score|):");
         for (n, v) in nodes.iter().take(10) {
             println!("  {:<10} {v:+.6e}", n.to_string());
+        }
+    }
+    if let Some((p, key, t)) = &truth {
+        match circuitscope::attribution::roc::ranking_auc(&s.edges, t) {
+            Some(auc) => println!(
+                "ROC AUC of the |score| ranking against {} ({key}, {} true edges of {}): {auc:.4}",
+                p.display(),
+                t.len(),
+                s.edges.len()
+            ),
+            None => println!("ROC AUC: undefined (the known circuit is empty or every edge)"),
         }
     }
     for p in written {
