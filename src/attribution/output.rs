@@ -296,6 +296,8 @@ pub fn circuit_json(
 pub struct ScoreFile {
     /// The method that made it.
     pub method: String,
+    /// The metric it differentiated.
+    pub metric: String,
     /// One score per edge of the graph, in graph order.
     pub scores: Vec<f64>,
     /// The setup it was computed on (model, task, metric, ablation, graph), if recorded.
@@ -400,6 +402,7 @@ pub fn read_scores(path: &Path, graph: &EdgeGraph, model_hash: &str) -> Result<S
     }
     Ok(ScoreFile {
         method: v["method"].as_str().unwrap_or("scores").to_string(),
+        metric: v["metric"].as_str().unwrap_or("").to_string(),
         scores,
         setup: recorded_setup(path, &v)?,
         model_hash: recorded_hash,

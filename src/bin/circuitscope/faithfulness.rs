@@ -233,7 +233,8 @@ pub fn run(a: &FaithfulnessArgs) -> Result<()> {
     let mut curves: Vec<Curve> = vec![];
     for (p, sf) in &score_files {
         bar.set_message(format!("curve of {}", p.display()));
-        curves.push(f.curve(&sf.method.to_uppercase(), &sf.scores, &ks)?);
+        let label = format!("{} ({})", sf.method.to_uppercase(), sf.metric);
+        curves.push(f.curve(&label, &sf.scores, &ks)?);
         bar.inc(1);
     }
     let mut points: Vec<(String, CurvePoint)> = vec![];
