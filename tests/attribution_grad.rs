@@ -320,3 +320,80 @@ fn eap_scores_are_first_order_edge_effects() {
     assert_eq!(ig1.edges, s2.edges);
     let _ = Qkv::Q;
 }
+
+/// Integrated gradients move one activation along a line: at α = 0 the run is the one where
+/// that activation carries its ablated value (checked against edge patches of every edge out of
+/// layer 1's heads, and against the corrupted run for the embedding).
+#[test]
+fn interpolation_points_are_the_ablated_runs() {
+    use circuitscope::attribution::gradients::Interpolation;
+    use circuitscope::eval::{HookName, Site};
+    let m = model();
+    let ds = dataset(&m);
+    let tokens = m.tokens_tensor(&rows(1, 3, 6, m.cfg.d_vocab)).unwrap();
+    let corrupted = m.tokens_tensor(&rows(2, 3, 6, m.cfg.d_vocab)).unwrap();
+    let ends = ds.end_positions();
+    let ablated = circuitscope::acdc::ablation::ablate(
+        &m,
+        &circuitscope::acdc::Ablation::Corrupted,
+        &tokens,
+        Some(&corrupted),
+        &[],
+        &[],
+    )
+    .unwrap();
+    let obj = GradMetric::new(
+        Metric::LogitDiff,
+        &ds,
+        m.cfg.d_vocab,
+        None,
+        DType::F64,
+        m.device(),
+    )
+    .unwrap();
+    let metric_of = |patches: &Patches, t: &Tensor| {
+        let run = eval::run(
+            &m,
+            t,
+            patches,
+            RunOptions {
+                logits: LogitsAt::Rows(ends.clone()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        metric::mean(
+            &Metric::LogitDiff
+                .per_example(run.logits.as_ref().unwrap(), &ds, None, None)
+                .unwrap(),
+        )
+    };
+    let heads: Vec<Tensor> = (0..m.cfg.n_heads)
+        .map(|h| ablated.out[&Node::Head(1, h)].clone())
+        .collect();
+    let point = Interpolation {
+        name: HookName::Block(1, Site::Result),
+        base: Tensor::stack(&heads, 2).unwrap(),
+        alpha: 0.0,
+    };
+    let g = receiver_grads(&m, &tokens, &ends, &obj, None, Some(&point)).unwrap();
+    let mut patches = Patches::new();
+    for r in receivers_reverse(&m.cfg) {
+        for h in 0..m.cfg.n_heads {
+            let u = Node::Head(1, h);
+            if u.feeds(&r, &m.cfg) {
+                patches.add(r, u, ablated.out[&u].clone(), None);
+            }
+        }
+    }
+    let want = metric_of(&patches, &tokens);
+    assert!((g.metric - want).abs() < 1e-10, "{} vs {want}", g.metric);
+    let point = Interpolation {
+        name: HookName::Block(0, Site::ResidPre),
+        base: ablated.out[&Node::Embed].clone(),
+        alpha: 0.0,
+    };
+    let g = receiver_grads(&m, &tokens, &ends, &obj, None, Some(&point)).unwrap();
+    let want = metric_of(&Patches::new(), &corrupted);
+    assert!((g.metric - want).abs() < 1e-10, "{} vs {want}", g.metric);
+}

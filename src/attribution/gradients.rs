@@ -11,7 +11,7 @@
 
 use super::objective::GradMetric;
 use crate::error::{Error, Result};
-use crate::eval::{self, Hook, LogitsAt, Patches, Run, RunOptions};
+use crate::eval::{self, HookName, LogitsAt, Patches, Run, RunOptions};
 use crate::graph::edges::{receiver_members, receivers_reverse};
 use crate::graph::Receiver;
 use crate::model::Model;
@@ -31,22 +31,38 @@ pub struct ReceiverGrads {
     pub run: Run,
 }
 
-/// Run the model on `tokens` (with `hook`, which may replace activations such as the embedding
-/// for integrated gradients) and differentiate the metric with respect to every receiver's
-/// input. `clean_logits`: the clean model's logits at `ends` (the KL reference); `None` uses
-/// this run's own logits (the clean run).
+/// A point on the straight line from `base` (α = 0) to a named activation's clean value
+/// (α = 1): where integrated gradients take a gradient.
+#[derive(Debug, Clone)]
+pub struct Interpolation {
+    /// The activation moved (the embedding's `blocks.0.hook_resid_pre`, a layer's
+    /// `attn.hook_result`, an MLP's `hook_mlp_out`).
+    pub name: HookName,
+    /// Its value at α = 0 (the ablated value).
+    pub base: Tensor,
+    /// The point.
+    pub alpha: f64,
+}
+
+/// Run the model on `tokens` (with an activation moved along a line, for integrated
+/// gradients) and differentiate the metric with respect to every receiver's input.
+/// `clean_logits`: the clean model's logits at `ends` (the KL reference); `None` uses this
+/// run's own logits (the clean run).
 pub fn receiver_grads(
     model: &Model,
     tokens: &Tensor,
     ends: &[usize],
     objective: &GradMetric,
     clean_logits: Option<&Tensor>,
-    hook: Option<&mut dyn Hook>,
+    interpolation: Option<&Interpolation>,
 ) -> Result<ReceiverGrads> {
     let (b, p) = tokens.dims2()?;
     let d = model.cfg.d_model;
     let receivers = receivers_reverse(&model.cfg);
     let mut patches = Patches::new();
+    if let Some(i) = interpolation {
+        patches.interpolate_activation(i.name, i.base.clone(), i.alpha);
+    }
     let mut vars = Vec::with_capacity(receivers.len());
     for r in &receivers {
         let v = Var::zeros((b, p, d), model.dtype, model.device())?;
@@ -63,7 +79,6 @@ pub fn receiver_grads(
         &patches,
         RunOptions {
             logits: LogitsAt::Rows(ends.to_vec()),
-            hook,
             ..Default::default()
         },
     )?;
@@ -99,31 +114,4 @@ pub fn receiver_grads(
         grads,
         run,
     })
-}
-
-/// Replaces named activations by `base + alpha · (activation − base)`: the straight line from
-/// `base` (α = 0) to the run's own value (α = 1). Integrated gradients use it on the embedding
-/// (`blocks.0.hook_resid_pre`) or on a layer's sender outputs.
-pub struct Interpolate {
-    /// Activation name → its value at α = 0.
-    pub base: BTreeMap<String, Tensor>,
-    /// The point on the line.
-    pub alpha: f64,
-}
-
-impl Hook for Interpolate {
-    fn wants(&self, name: &str) -> bool {
-        self.base.contains_key(name)
-    }
-
-    fn visit(&mut self, name: &str, act: Tensor) -> Result<Tensor> {
-        let base = &self.base[name];
-        if self.alpha == 1.0 {
-            return Ok(act);
-        }
-        // A constant point on the line: gradients of the receivers downstream are what
-        // attribution reads; nothing flows back into the replaced activation.
-        let act = act.detach();
-        Ok((base + ((&act - base)? * self.alpha)?)?)
-    }
 }

@@ -4,14 +4,26 @@
 //! - [`objective`]: the metric as a differentiable expression of the logits;
 //! - [`gradients`]: one forward and backward pass through the evaluator, giving the gradient of
 //!   the metric with respect to every receiver's input;
-//! - [`scores`]: the methods;
+//! - [`scores`]: the methods; [`circuit`]: top-k / threshold circuits and pruning;
+//! - [`faithfulness`]: the metric of any circuit, normalised, and curves with CPR and CMD;
+//! - [`roc`]: ROC AUC of a ranking against a known circuit;
+//! - [`config`], [`experiment`], [`output`], [`plot`]: the run around them.
 //!
 //! Everything runs through [`crate::eval::run`] (the one forward loop) on the graph of
-//! [`crate::graph::EdgeGraph`], with the ablation values of [`crate::acdc::ablation`].
+//! [`crate::graph::EdgeGraph`], with the ablation values of [`crate::acdc::ablation`] and, for
+//! faithfulness, ACDC's evaluator.
 
+pub mod circuit;
+pub mod config;
+pub mod experiment;
+pub mod faithfulness;
 pub mod gradients;
 pub mod objective;
+pub mod output;
+pub mod plot;
+pub mod roc;
 pub mod scores;
 
+pub use config::{Config, Overrides};
 pub use objective::GradMetric;
 pub use scores::{attribute, IgPoints, Inputs, Method, Options, Scores};

@@ -32,10 +32,11 @@
 //! reports the gradient of whatever it is given (usually a loss) divided once more by the
 //! number of rows. Positions are summed; `per_position` keeps them apart.
 
-use super::gradients::{receiver_grads, Interpolate, ReceiverGrads};
+use super::gradients::{receiver_grads, Interpolation, ReceiverGrads};
 use super::objective::GradMetric;
 use crate::acdc::ablation::Ablated;
 use crate::error::{Error, Result};
+use crate::eval::{HookName, Site};
 use crate::graph::edges::{receivers_reverse, senders_reverse};
 use crate::graph::{Edge, EdgeGraph, GraphOptions, Node, Receiver};
 use crate::model::Model;
@@ -345,18 +346,23 @@ pub fn attribute(
         .map(|l| Ok((&inp.ablated.resid[l] - clean.run.resid[l].detach())?))
         .collect::<Result<_>>()?;
 
-    let interpolated = |base: BTreeMap<String, Tensor>,
+    let interpolated = |name: HookName,
+                        base: &Tensor,
                         alpha: f64,
                         backwards: &mut usize|
      -> Result<BTreeMap<Receiver, Tensor>> {
-        let mut hook = Interpolate { base, alpha };
+        let point = Interpolation {
+            name,
+            base: base.clone(),
+            alpha,
+        };
         let g = receiver_grads(
             model,
             &inp.tokens,
             &inp.ends,
             &inp.objective,
             Some(&clean_logits),
-            Some(&mut hook),
+            Some(&point),
         )?;
         *backwards += 1;
         Ok(g.grads)
@@ -379,9 +385,8 @@ pub fn attribute(
                     runs.push(clean.grads.clone());
                     continue;
                 }
-                let base: BTreeMap<String, Tensor> =
-                    [("blocks.0.hook_resid_pre".to_string(), embed.clone())].into();
-                runs.push(interpolated(base, a, &mut backwards)?);
+                let name = HookName::Block(0, Site::ResidPre);
+                runs.push(interpolated(name, &embed, a, &mut backwards)?);
                 step(&mut forwards, &mut done);
             }
             let g = mean_grads(&runs)?;
@@ -395,7 +400,7 @@ pub fn attribute(
             for gr in &groups {
                 let (name, base) = match *gr {
                     Group::Embed => (
-                        "blocks.0.hook_resid_pre".to_string(),
+                        HookName::Block(0, Site::ResidPre),
                         inp.ablated.out[&Node::Embed].clone(),
                     ),
                     Group::Attn(l) => {
@@ -404,13 +409,10 @@ pub fn attribute(
                         for h in 0..cfg.n_heads {
                             heads.push(inp.ablated.out[&Node::Head(l, h)].clone());
                         }
-                        (
-                            format!("blocks.{l}.attn.hook_result"),
-                            Tensor::stack(&heads, 2)?,
-                        )
+                        (HookName::Block(l, Site::Result), Tensor::stack(&heads, 2)?)
                     }
                     Group::Mlp(l) => (
-                        format!("blocks.{l}.hook_mlp_out"),
+                        HookName::Block(l, Site::MlpOut),
                         inp.ablated.out[&Node::Mlp(l)].clone(),
                     ),
                 };
@@ -420,8 +422,7 @@ pub fn attribute(
                         runs.push(clean.grads.clone());
                         continue;
                     }
-                    let base: BTreeMap<String, Tensor> = [(name.clone(), base.clone())].into();
-                    runs.push(interpolated(base, a, &mut backwards)?);
+                    runs.push(interpolated(name, &base, a, &mut backwards)?);
                     step(&mut forwards, &mut done);
                 }
                 let g = mean_grads(&runs)?;

@@ -4,9 +4,11 @@ use clap::{Parser, Subcommand};
 
 mod ablate;
 mod attn;
+mod attribute;
 mod build_induction;
 mod data;
 mod dla;
+mod faithfulness;
 mod forward;
 mod heads;
 mod inputs;
@@ -47,6 +49,10 @@ enum Command {
     BuildInduction(build_induction::BuildInductionArgs),
     /// Previous-token, duplicate-token and induction scores of every head on repeated random tokens.
     Heads(heads::HeadsArgs),
+    /// Gradient attribution of every edge (EAP, EAP-IG, AtP) and a circuit from the scores.
+    Attribute(attribute::AttributeArgs),
+    /// Faithfulness of circuits and curves over circuit size (MIB's CPR and CMD).
+    Faithfulness(faithfulness::FaithfulnessArgs),
 }
 
 fn main() {
@@ -63,6 +69,8 @@ fn main() {
         Command::Train(a) => train::run(a),
         Command::BuildInduction(a) => build_induction::run(a),
         Command::Heads(a) => heads::run(a),
+        Command::Attribute(a) => attribute::run(a),
+        Command::Faithfulness(a) => faithfulness::run(a),
     };
     util::exit_on_error(res);
 }

@@ -1,0 +1,119 @@
+//! Cost of gradient attribution in forward-pass equivalents: the wall time of EAP, EAP-IG
+//! (m = 5) and EAP-IG activations against one plain forward pass (logits at END) on the same
+//! rows, on the shipped toy-ioi model (100 IOI prompts) and on a GPT-2-small-shaped model with
+//! random weights (20 IOI prompts). Goals: EAP ≤ 3, EAP-IG ≤ m + 2 forward-pass equivalents
+//! counted as passes (each gradient step is one forward and one backward pass; the backward
+//! computes no weight gradients, so it costs about one forward).
+//!
+//! Run: `cargo bench --bench attribution` (`ATTRIBUTION_BENCH_GPT2=0` skips the GPT-2 shape).
+
+use candle_core::DType;
+use circuitscope::acdc::Prepared;
+use circuitscope::attribution::experiment::score;
+use circuitscope::attribution::{Config, Method};
+use circuitscope::data::TaskSpec;
+use circuitscope::eval::{self, LogitsAt, Patches, RunOptions};
+use circuitscope::model::random;
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn bench(label: &str, base: &Config, reps: usize) -> anyhow::Result<()> {
+    let prep = Prepared::new(&base.acdc())?;
+    let forward = || -> anyhow::Result<f64> {
+        let t = Instant::now();
+        eval::run(
+            &prep.model,
+            &prep.tokens,
+            &Patches::new(),
+            RunOptions {
+                logits: LogitsAt::Rows(prep.end.clone()),
+                ..Default::default()
+            },
+        )?;
+        Ok(t.elapsed().as_secs_f64())
+    };
+    forward()?;
+    let fwd = median(
+        (0..reps.max(3))
+            .map(|_| forward())
+            .collect::<anyhow::Result<_>>()?,
+    );
+    println!(
+        "{label}: {} rows × {} positions; one forward pass {:.1} ms",
+        prep.dataset.len(),
+        prep.tokens.dims()[1],
+        1e3 * fwd
+    );
+    for (method, steps) in [(Method::Eap, 1), (Method::EapIg, 5), (Method::EapIgAct, 5)] {
+        let mut c = base.clone();
+        c.method = method;
+        c.ig_steps = steps;
+        let mut times = vec![];
+        let mut passes = (0, 0);
+        for _ in 0..reps {
+            let out = score(&prep, &c, &mut |_, _| {})?;
+            times.push(out.seconds);
+            passes = (out.forwards, out.backwards);
+        }
+        let t = median(times);
+        let goal = match method {
+            Method::Eap | Method::Atp => "goal ≤ 3".to_string(),
+            Method::EapIg => format!("goal ≤ m + 2 = {}", steps + 2),
+            Method::EapIgAct => "no goal".to_string(),
+        };
+        println!(
+            "  {:<10} m={steps}: {:>8.1} ms = {:>5.2} forward-pass equivalents ({} forward + {} \
+             backward passes; {goal})",
+            method.cli_name(),
+            1e3 * t,
+            t / fwd,
+            passes.0,
+            passes.1
+        );
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let toy = Config::load(&root.join("configs/attribution/toy-ioi.ron"))?;
+    let mut toy32 = toy.clone();
+    toy32.dtype = circuitscope::acdc::Precision::F32;
+    bench("toy-ioi (f32)", &toy32, 3)?;
+
+    if std::env::var("ATTRIBUTION_BENCH_GPT2").as_deref() != Ok("0") {
+        let tmp = tempfile::tempdir()?;
+        let dir = tmp.path().join("gpt2-random");
+        std::fs::create_dir_all(&dir)?;
+        let cfg = random::gpt2_small_config();
+        let w = random::random_weights(&cfg, 0, DType::F32)?;
+        let tensors: HashMap<String, candle_core::Tensor> = w.to_hf_gpt2()?.into_iter().collect();
+        candle_core::safetensors::save(&tensors, dir.join("model.safetensors"))?;
+        std::fs::write(
+            dir.join("config.json"),
+            r#"{"model_type":"gpt2","n_embd":768,"n_head":12,"n_layer":12,"n_positions":1024,"vocab_size":50257}"#,
+        )?;
+        std::fs::copy(
+            root.join("models/gpt2-tokenizer/tokenizer.json"),
+            dir.join("tokenizer.json"),
+        )?;
+        let task = TaskSpec::from_ron(
+            "Ioi(prompt_type: Abba, templates: 1, n: 20, seed: 0, prepend_bos: false, flip: \
+             \"ABB->XYZ, BAB->XYZ\")",
+            "bench",
+        )?;
+        let mut c = Config::new(&dir.display().to_string(), task);
+        c.dtype = circuitscope::acdc::Precision::F32;
+        bench("GPT-2-small shape, random weights (f32)", &c, 1)?;
+    }
+    Ok(())
+}
