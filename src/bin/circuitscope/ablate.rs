@@ -3,7 +3,7 @@
 
 use crate::inputs::{setup_facts, InputArgs, OutputArgs};
 use anyhow::{bail, Result};
-use circuitscope::analysis::ablation::template_groups;
+use circuitscope::analysis::mean_ablation::template_groups;
 use circuitscope::analysis::{Axis, Circuit, MeanAblation, Sweep};
 use circuitscope::data::{JsonlOptions, Side};
 use circuitscope::experiment::{padded_tensor, PAD};
