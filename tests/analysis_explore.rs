@@ -181,7 +181,7 @@ fn ioi_model() -> (
 
 #[test]
 fn ioi_minimal_circuit_runs_on_ioi_rows_with_per_template_means() {
-    use circuitscope::analysis::ablation::template_groups;
+    use circuitscope::analysis::mean_ablation::template_groups;
     use circuitscope::analysis::Setup;
     use circuitscope::data::TaskSpec;
     use circuitscope::metric::Metric;

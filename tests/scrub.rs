@@ -68,22 +68,34 @@ fn exact_samplers_everywhere_reproduce_the_clean_metric() {
     assert_ne!(r.clean.mean, 0.0);
 }
 
+/// Redwood's semantics (`rust_circuit`'s `SampledInputs`: a leaf takes its own dataset): a root
+/// without children evaluates every path on the root's own rows, so an `Exact` root is the
+/// clean run, and an `Uncond` root is a run on its own random rows.
 #[test]
-fn the_root_alone_is_the_baseline() {
+fn a_root_without_children_runs_on_its_own_rows() {
     let tmp = tempfile::tempdir().unwrap();
     setup(tmp.path());
     let h = hypothesis(
         tmp.path(),
         "root",
-        r#"Node(name: "out", other_inputs: Uncond)"#,
+        r#"Node(name: "out", sampler: Exact, other_inputs: Uncond)"#,
     );
     let (r, _) = run(&h, 1);
-    assert_eq!(r.scrubbed.mean, r.baseline.mean);
+    assert_eq!(r.scrubbed.mean, r.clean.mean);
     assert!(
         (r.clean.mean - r.baseline.mean).abs() > 1e-3,
         "baseline equals clean: {r:?}"
     );
-    assert!(r.loss_recovered.abs() < 1e-12);
+    assert!((r.loss_recovered - 1.0).abs() < 1e-12);
+    let h = hypothesis(
+        tmp.path(),
+        "root-uncond",
+        r#"Node(name: "out", sampler: Uncond, other_inputs: Uncond)"#,
+    );
+    let (r, samples) = run(&h, 1);
+    assert_ne!(samples.seeds[0].nodes[0].rows, samples.seeds[0].reference);
+    assert_ne!(r.scrubbed.mean, r.clean.mean);
+    assert_ne!(r.scrubbed.mean, r.baseline.mean);
 }
 
 #[test]

@@ -40,11 +40,13 @@ pub struct Samples {
 
 impl Samples {
     /// The rows of the dataset a path ends in when `node` owns it: a leaf's own dataset, a
-    /// non-leaf's other-inputs dataset. The root matches only the output, so the paths it
-    /// owns are always other inputs (a root alone is the fully scrubbed baseline).
+    /// non-leaf's other-inputs dataset. As in Redwood's causal scrubbing (`rust_circuit`'s
+    /// `SampledInputs`, where a leaf takes its own dataset), this holds for the root too: a
+    /// root without children evaluates every path on the root's own rows (with an `Exact`
+    /// root, the clean run). The fully scrubbed baseline is the root's other-inputs dataset.
     pub fn data_of(&self, node: usize, is_leaf: bool) -> &[usize] {
         let n = &self.nodes[node];
-        if is_leaf && node != 0 {
+        if is_leaf {
             &n.rows
         } else {
             n.other_inputs.as_deref().unwrap_or(&n.rows)

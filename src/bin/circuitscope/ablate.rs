@@ -4,7 +4,7 @@
 use crate::inputs::{setup_facts, InputArgs, Loaded, OutputArgs};
 use anyhow::{bail, Result};
 use candle_core::Tensor;
-use circuitscope::analysis::ablation::template_groups;
+use circuitscope::analysis::mean_ablation::template_groups;
 use circuitscope::analysis::{AblationResult, Axis, Circuit, MeanAblation, Setup, Sweep};
 use circuitscope::data::{JsonlOptions, Side};
 use circuitscope::experiment::{padded_tensor, PAD};
