@@ -147,7 +147,9 @@ impl TensorSource {
                         shape
                     )));
                 }
-                return Ok(t.to_dtype(dtype)?);
+                let t = t.to_dtype(dtype)?;
+                crate::finite::check_weight(&t, n, &self.origin)?;
+                return Ok(t);
             }
         }
         Err(Error::input(format!(
