@@ -214,9 +214,16 @@ pub fn check_alignment(ds: &Dataset) -> Result<()> {
 impl Prepared {
     /// Load the model, build the dataset and check it.
     pub fn new(config: &Config) -> Result<Prepared> {
+        crate::memory::check_task(&config.task_with_n(), "the ACDC config (or --n)")?;
         let model = Model::load_spec(&config.model, config.dtype.dtype())?;
         let tok = Tokenizer::from_model_dir(&model.dir)?;
         let dataset = config.task_with_n().build(&tok)?;
+        crate::memory::check_forward(
+            "the ACDC config (or --n)",
+            &model.cfg,
+            dataset.len(),
+            dataset.max_len(),
+        )?;
         Self::from_parts(config, model, dataset)
     }
 

@@ -43,6 +43,7 @@ pub fn prepare(path: &Path, model: Option<&str>) -> Result<Prepared> {
     })?;
     let cfg = ModelConfig::from_dir(&model_dir)?;
     let tok = Tokenizer::from_model_dir(&model_dir)?;
+    crate::memory::check_task(&file.task, &path.display().to_string())?;
     let dataset = file
         .task
         .build(&tok)
@@ -67,6 +68,16 @@ pub fn prepare(path: &Path, model: Option<&str>) -> Result<Prepared> {
             cfg.d_vocab
         )));
     }
+    if dataset.len() < 2 {
+        return Err(Error::input(format!(
+            "{}: the task gives N = {} example; scrub reports each metric with its standard \
+             error, which needs N ≥ 2: raise the task's n",
+            path.display(),
+            dataset.len()
+        )));
+    }
+    let who = path.display().to_string();
+    crate::memory::check_forward(&who, &cfg, dataset.len(), dataset.max_len())?;
     let hypothesis = Hypothesis::resolve(file, text, path, &cfg, &dataset)?;
     let plan = Plan::explore(&hypothesis, &cfg, dataset.len(), dataset.max_len())?;
     Ok(Prepared {
@@ -145,6 +156,10 @@ pub struct ScrubResult {
     pub baseline: Stat,
     /// Loss recovered for the first seed.
     pub loss_recovered: f64,
+    /// Why loss recovered is undefined (then it is NaN): clean and baseline differ by no more
+    /// than float noise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_recovered_undefined: Option<String>,
     /// Per seed.
     pub seeds: Vec<SeedResult>,
     /// Across seeds: the scrubbed mean's mean and standard error.
@@ -220,6 +235,7 @@ pub fn run(
     let mut out_seeds = Vec::new();
     let mut clean_stat = None;
     let mut fe_total = 0.0;
+    let mut loss_recovered_undefined = None;
     for samples in &seed_list {
         let ref_rows = samples.reference.clone();
         let ref_ds = ds.select(&ref_rows);
@@ -262,12 +278,14 @@ pub fn run(
         let clean = Stat::of(&score(&clean_logits, norm)?);
         let baseline = Stat::of(&score(&base_logits, norm)?);
         let scrubbed = Stat::of(&score(&scrub_logits, norm)?);
-        let denom = clean.mean - baseline.mean;
-        let loss_recovered = if denom == 0.0 {
-            f64::NAN
-        } else {
-            (scrubbed.mean - baseline.mean) / denom
-        };
+        let (loss_recovered, undefined) =
+            match metric::loss_recovered(scrubbed.mean, baseline.mean, clean.mean, model.dtype) {
+                Ok(x) => (x, None),
+                Err(why) => (f64::NAN, Some(why)),
+            };
+        if loss_recovered_undefined.is_none() {
+            loss_recovered_undefined = undefined;
+        }
         if clean_stat.is_none() {
             clean_stat = Some(clean);
         }
@@ -297,6 +315,7 @@ pub fn run(
         scrubbed: first.scrubbed,
         baseline: first.baseline,
         loss_recovered: first.loss_recovered,
+        loss_recovered_undefined,
         scrubbed_across_seeds: Stat::of(&means),
         loss_recovered_across_seeds: Stat::of(&lrs),
         seeds: out_seeds,
@@ -320,7 +339,14 @@ pub fn run(
 
 /// Load the model a prepared hypothesis names, with a message that says how to get it.
 pub fn load_model(p: &Prepared, dtype: DType) -> Result<Model> {
+    let has_weights = ["model.safetensors", "model.safetensors.index.json"]
+        .iter()
+        .any(|f| p.model_dir.join(f).is_file());
     Model::load(&p.model_dir, dtype).map_err(|e| {
+        if has_weights {
+            // The weights are there but bad: the message says what is wrong with them.
+            return e;
+        }
         Error::input(format!(
             "{e}\nscrub needs the weights of '{}' in {}: give --model DIR with a folder holding \
              config.json, model.safetensors and tokenizer.json (e.g. GPT-2 small saved by \

@@ -49,13 +49,7 @@ pub fn save_safetensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Resul
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
-    if !dir.is_dir() {
-        anyhow::bail!(
-            "{}: the folder {} does not exist",
-            path.display(),
-            dir.display()
-        );
-    }
+    circuitscope::error::check_output_file(path, "output")?;
     let tmp = dir.join(format!(
         ".{}.tmp{}",
         path.file_name()
