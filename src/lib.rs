@@ -1,9 +1,10 @@
 //! circuitscope: test and discover circuits inside transformer language models.
 //!
-//! Data flows model → graph → eval → (scrub, acdc, analysis) → report.
+//! Data flows model → graph → eval → (scrub, acdc, analysis, attribution) → report.
 
 pub mod acdc;
 pub mod analysis;
+pub mod attribution;
 pub mod data;
 pub mod detect;
 pub mod error;

@@ -113,7 +113,8 @@ fn model_card_states_the_recorded_numbers() {
     }
 }
 
-/// Retrains from the committed config (about 7–11 minutes on 2 cores) and compares bytes.
+/// Retrains from the committed config (about 7–11 minutes on 2 cores) and compares bytes:
+/// `cargo test --release --test toys_ioi -- --ignored`.
 #[test]
 #[ignore]
 fn retraining_reproduces_the_shipped_weights() {

@@ -230,8 +230,7 @@ pub fn run(model: &Model, tokens: &Tensor, patches: &Patches, opts: RunOptions) 
             let mut inputs = Vec::with_capacity(3);
             for x in Qkv::ALL {
                 let name = format!("blocks.{l}.hook_{}_input", x.letter());
-                let patched =
-                    (0..cfg.n_heads).any(|h| !patches.get(&Receiver::Head(l, h, x)).is_empty());
+                let patched = (0..cfg.n_heads).any(|h| patches.changes(&Receiver::Head(l, h, x)));
                 if !patched && !em.wants(&name) {
                     inputs.push(HeadInput::Shared(resid_pre.clone()));
                     continue;
@@ -399,6 +398,9 @@ fn patched_input(
             None => delta,
         };
         x = (x + delta)?;
+    }
+    if let Some(d) = patches.delta(r) {
+        x = x.broadcast_add(d)?;
     }
     Ok(x)
 }

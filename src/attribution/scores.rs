@@ -1,0 +1,487 @@
+//! Edge scores by gradient attribution: EAP, EAP-IG (inputs and activations) and AtP.
+//!
+//! For an addition edge `u → r` every method scores
+//!
+//! ```text
+//! score(u → r) = Σ_{row, pos, d} (a_ablated(u) − a_clean(u)) · ḡ_r
+//! ```
+//!
+//! where `a_ablated(u)` is what the edge carries when it is removed (the sender's output on the
+//! corrupted prompt, its mean, zero, or another row's output: [`crate::acdc::ablation`], the
+//! same values ACDC uses) and `ḡ_r` a gradient of the metric with respect to receiver `r`'s
+//! input:
+//!
+//! - **EAP** (Syed et al. 2023): the gradient at the clean input.
+//! - **EAP-IG, inputs** (Hanna et al. 2024): the mean of the gradients at `m` points on the
+//!   straight line from the ablated embedding to the clean one,
+//!   `e' + (k/m)(e − e')`, k = 1..m (the paper's formula; [`IgPoints::FromZero`] takes
+//!   k = 0..m−1 as the authors' current code does).
+//! - **EAP-IG, activations**: for the senders of one group (the embedding, one layer's heads,
+//!   one MLP), the mean of the gradients at `m` points where that group's outputs are
+//!   interpolated between ablated and clean, everything else clean.
+//! - **AtP** (Nanda; Kramár et al. 2024): node scores, `(a_ablated(u) − a_clean(u)) ·
+//!   ∂m/∂a(u)`; since `u`'s output is added to every later receiver's input, this is the sum of
+//!   `u`'s EAP edge scores.
+//!
+//! A head's q/k/v edge (`a1.h2.q → a1.h2`, with the q/k/v split) removes the whole input, so its
+//! score is `(input_ablated(r) − input_clean(r)) · ḡ_r`.
+//!
+//! Sign: a score estimates `m(edge removed) − m(clean)` for the metric as given (not negated).
+//! A positive score for logit difference means removing the edge *raises* the logit difference.
+//! AutoCircuit reports the opposite sign (it differentiates the loss −logit diff); EAP-IG's code
+//! reports the gradient of whatever it is given (usually a loss) divided once more by the
+//! number of rows. Positions are summed; `per_position` keeps them apart.
+
+use super::gradients::{receiver_grads, Interpolate, ReceiverGrads};
+use super::objective::GradMetric;
+use crate::acdc::ablation::Ablated;
+use crate::error::{Error, Result};
+use crate::graph::edges::{receivers_reverse, senders_reverse};
+use crate::graph::{Edge, EdgeGraph, GraphOptions, Node, Receiver};
+use crate::model::Model;
+use candle_core::{DType, Tensor};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The attribution method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Method {
+    /// Edge attribution patching: gradients at the clean input.
+    #[default]
+    Eap,
+    /// EAP with integrated gradients over the input embeddings.
+    EapIg,
+    /// EAP with integrated gradients over each sender group's outputs.
+    EapIgAct,
+    /// Attribution patching of nodes (heads and MLPs); edge scores are EAP's.
+    Atp,
+}
+
+impl Method {
+    /// The CLI name.
+    pub fn cli_name(self) -> &'static str {
+        match self {
+            Method::Eap => "eap",
+            Method::EapIg => "eap-ig",
+            Method::EapIgAct => "eap-ig-act",
+            Method::Atp => "atp",
+        }
+    }
+}
+
+impl std::str::FromStr for Method {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+            "eap" => Ok(Method::Eap),
+            "eap-ig" | "eap-ig-inputs" => Ok(Method::EapIg),
+            "eap-ig-act" | "eap-ig-activations" => Ok(Method::EapIgAct),
+            "atp" => Ok(Method::Atp),
+            _ => Err(Error::input(format!(
+                "--method {s}: use eap, eap-ig (integrated gradients over the inputs), \
+                 eap-ig-act (over each layer's activations) or atp (node scores)"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.cli_name())
+    }
+}
+
+/// Which points of the line integrated gradients use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum IgPoints {
+    /// α = k/m for k = 1..m (Hanna et al. 2024, eq. 2; ends at the clean input, so m = 1 is
+    /// EAP).
+    #[default]
+    Paper,
+    /// α = k/m for k = 0..m−1 (the EAP-IG authors' current code; starts at the ablated input).
+    FromZero,
+}
+
+impl IgPoints {
+    /// The interpolation coefficients, the clean point (α = 1) first when it is one of them.
+    pub fn alphas(self, m: usize) -> Vec<f64> {
+        match self {
+            IgPoints::Paper => (1..=m).rev().map(|k| k as f64 / m as f64).collect(),
+            IgPoints::FromZero => (0..m).map(|k| k as f64 / m as f64).collect(),
+        }
+    }
+}
+
+/// Options of an attribution run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// The method.
+    pub method: Method,
+    /// Integrated-gradient steps `m` (EAP-IG only), ≥ 1.
+    pub ig_steps: usize,
+    /// The points of the line.
+    pub ig_points: IgPoints,
+    /// Keep per-position scores.
+    pub per_position: bool,
+    /// The edge graph.
+    pub graph: GraphOptions,
+}
+
+/// What attribution reads: the model, the clean rows, what removed edges carry, the metric.
+pub struct Inputs<'a> {
+    /// The model.
+    pub model: &'a Model,
+    /// Clean tokens `[n, pos]`.
+    pub tokens: Tensor,
+    /// Each row's END position.
+    pub ends: Vec<usize>,
+    /// The ablated sender outputs and receiver inputs.
+    pub ablated: &'a Ablated,
+    /// The metric.
+    pub objective: GradMetric,
+}
+
+/// Edge (and node) scores of one run.
+#[derive(Debug, Clone)]
+pub struct Scores {
+    /// The method.
+    pub method: Method,
+    /// The graph whose edges are scored, in its order.
+    pub graph: EdgeGraph,
+    /// One score per edge of `graph`.
+    pub edges: Vec<f64>,
+    /// `[edges × positions]` scores (row-major), when asked for.
+    pub per_position: Option<Vec<f64>>,
+    /// Number of positions.
+    pub positions: usize,
+    /// AtP node scores (every head and MLP), in sender order.
+    pub nodes: Vec<(Node, f64)>,
+    /// The metric on the clean run.
+    pub clean_metric: f64,
+    /// Forward passes run (the ablation's run excluded: it is counted by the caller).
+    pub forwards: usize,
+    /// Backward passes run.
+    pub backwards: usize,
+}
+
+/// The sender group whose outputs one interpolation of EAP-IG (activations) moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Group {
+    Embed,
+    Attn(usize),
+    Mlp(usize),
+}
+
+fn group_of(u: Node) -> Group {
+    match u {
+        Node::Embed => Group::Embed,
+        Node::Head(l, _) => Group::Attn(l),
+        Node::Mlp(l) => Group::Mlp(l),
+    }
+}
+
+/// `[p, S, R]`: per position, Σ_{row, d} diff(u) · grad(r) for every sender and receiver.
+fn score_matrix(diffs: &[Tensor], grads: &[Tensor]) -> Result<Tensor> {
+    let d = Tensor::stack(diffs, 0)?; // [S, b, p, dm]
+    let (s, b, p, dm) = d.dims4()?;
+    let d = d
+        .permute((2, 0, 1, 3))?
+        .contiguous()?
+        .reshape((p, s, b * dm))?;
+    let g = Tensor::stack(grads, 0)?; // [R, b, p, dm]
+    let r = g.dim(0)?;
+    let g = g
+        .permute((2, 1, 3, 0))?
+        .contiguous()?
+        .reshape((p, b * dm, r))?;
+    Ok(d.matmul(&g)?)
+}
+
+/// Σ over rows and d_model of `a · b`, per position: `[p]` as f64.
+fn dot_per_position(a: &Tensor, b: &Tensor) -> Result<Vec<f64>> {
+    Ok(a.mul(b)?
+        .sum(2)?
+        .sum(0)?
+        .to_dtype(DType::F64)?
+        .to_vec1::<f64>()?)
+}
+
+struct Filler<'g> {
+    graph: &'g EdgeGraph,
+    p: usize,
+    per_pos: Vec<f64>,
+}
+
+impl Filler<'_> {
+    fn set(&mut self, e: usize, v: &[f64]) {
+        self.per_pos[e * self.p..(e + 1) * self.p].copy_from_slice(v);
+    }
+
+    /// Fill the addition edges from senders `senders` with a `[p, S, R]` matrix.
+    fn add_edges(
+        &mut self,
+        m: &Tensor,
+        senders: &[Node],
+        receivers: &[Receiver],
+        cfg: &crate::model::ModelConfig,
+    ) -> Result<()> {
+        let (p, s, r) = m.dims3()?;
+        let v = m.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+        for (si, u) in senders.iter().enumerate() {
+            for (ri, rc) in receivers.iter().enumerate() {
+                if !u.feeds(rc, cfg) {
+                    continue;
+                }
+                if let Some(e) = self.graph.add_id(*u, *rc) {
+                    let vals: Vec<f64> = (0..p).map(|q| v[(q * s + si) * r + ri]).collect();
+                    self.set(e, &vals);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Average the gradients of several runs.
+fn mean_grads(runs: &[BTreeMap<Receiver, Tensor>]) -> Result<BTreeMap<Receiver, Tensor>> {
+    let k = runs.len() as f64;
+    let mut out = BTreeMap::new();
+    for r in runs[0].keys() {
+        let mut acc = runs[0][r].clone();
+        for g in &runs[1..] {
+            acc = (acc + &g[r])?;
+        }
+        out.insert(*r, (acc / k)?);
+    }
+    Ok(out)
+}
+
+/// Score every edge of the graph (and, for AtP, every node).
+///
+/// `progress(done, total)` is called after each forward/backward pass.
+pub fn attribute(
+    inp: &Inputs,
+    opts: &Options,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Scores> {
+    let model = inp.model;
+    let cfg = &model.cfg;
+    if matches!(opts.method, Method::EapIg | Method::EapIgAct) && opts.ig_steps == 0 {
+        return Err(Error::input(
+            "--ig-steps 0: integrated gradients need at least one point; use 5 (typical) to 30",
+        ));
+    }
+    let graph = EdgeGraph::new(cfg, opts.graph);
+    let senders = senders_reverse(cfg);
+    let receivers = receivers_reverse(cfg);
+    let (_, p) = inp.tokens.dims2()?;
+    let alphas = opts.ig_points.alphas(opts.ig_steps);
+    let groups: Vec<Group> = {
+        let mut g: Vec<Group> = senders.iter().map(|u| group_of(*u)).collect();
+        g.sort();
+        g.dedup();
+        g
+    };
+    let total = match opts.method {
+        Method::Eap | Method::Atp => 1,
+        Method::EapIg => alphas.len() + usize::from(!alphas.contains(&1.0)),
+        Method::EapIgAct => 1 + groups.len() * alphas.iter().filter(|a| **a != 1.0).count(),
+    };
+    let mut done = 0usize;
+    let mut forwards = 0usize;
+    let mut step = |forwards: &mut usize, done: &mut usize| {
+        *forwards += 1;
+        *done += 1;
+        progress(*done, total);
+    };
+
+    // The clean run (with gradients: it is EAP's, and the point α = 1 of integrated gradients).
+    let clean: ReceiverGrads = if opts.method == Method::EapIg && !alphas.contains(&1.0) {
+        // The clean point is not on the path: a plain forward gives the clean logits.
+        let run = crate::eval::run(
+            model,
+            &inp.tokens,
+            &crate::eval::Patches::new(),
+            crate::eval::RunOptions {
+                logits: crate::eval::LogitsAt::Rows(inp.ends.clone()),
+                ..Default::default()
+            },
+        )?;
+        let logits = run
+            .logits
+            .clone()
+            .ok_or_else(|| Error::input("internal: no logits"))?;
+        let metric = inp
+            .objective
+            .value(&logits, &logits)?
+            .to_dtype(DType::F64)?
+            .to_scalar::<f64>()?;
+        step(&mut forwards, &mut done);
+        ReceiverGrads {
+            metric,
+            logits,
+            grads: BTreeMap::new(),
+            run,
+        }
+    } else {
+        let g = receiver_grads(model, &inp.tokens, &inp.ends, &inp.objective, None, None)?;
+        step(&mut forwards, &mut done);
+        g
+    };
+    let mut backwards = usize::from(!clean.grads.is_empty());
+    let clean_logits = clean.logits.clone();
+
+    // What a removed edge changes: per sender, per layer's input.
+    let mut diffs = BTreeMap::new();
+    for u in &senders {
+        let a = inp
+            .ablated
+            .out
+            .get(u)
+            .ok_or_else(|| Error::input(format!("internal: no ablated output for {u}")))?;
+        diffs.insert(*u, (a - clean.run.sender_out(model, *u)?.detach())?);
+    }
+    let in_diff: Vec<Tensor> = (0..cfg.n_layers)
+        .map(|l| Ok((&inp.ablated.resid[l] - clean.run.resid[l].detach())?))
+        .collect::<Result<_>>()?;
+
+    let interpolated = |base: BTreeMap<String, Tensor>,
+                        alpha: f64,
+                        backwards: &mut usize|
+     -> Result<BTreeMap<Receiver, Tensor>> {
+        let mut hook = Interpolate { base, alpha };
+        let g = receiver_grads(
+            model,
+            &inp.tokens,
+            &inp.ends,
+            &inp.objective,
+            Some(&clean_logits),
+            Some(&mut hook),
+        )?;
+        *backwards += 1;
+        Ok(g.grads)
+    };
+
+    // Per sender group, the gradients its edges use.
+    let mut group_grads: BTreeMap<Group, BTreeMap<Receiver, Tensor>> = BTreeMap::new();
+    let qkv_grads: BTreeMap<Receiver, Tensor> = match opts.method {
+        Method::Eap | Method::Atp => {
+            for g in &groups {
+                group_grads.insert(*g, clean.grads.clone());
+            }
+            clean.grads.clone()
+        }
+        Method::EapIg => {
+            let embed = inp.ablated.out[&Node::Embed].clone();
+            let mut runs = vec![];
+            for &a in &alphas {
+                if a == 1.0 {
+                    runs.push(clean.grads.clone());
+                    continue;
+                }
+                let base: BTreeMap<String, Tensor> =
+                    [("blocks.0.hook_resid_pre".to_string(), embed.clone())].into();
+                runs.push(interpolated(base, a, &mut backwards)?);
+                step(&mut forwards, &mut done);
+            }
+            let g = mean_grads(&runs)?;
+            for gr in &groups {
+                group_grads.insert(*gr, g.clone());
+            }
+            g
+        }
+        Method::EapIgAct => {
+            let mut all = vec![];
+            for gr in &groups {
+                let (name, base) = match *gr {
+                    Group::Embed => (
+                        "blocks.0.hook_resid_pre".to_string(),
+                        inp.ablated.out[&Node::Embed].clone(),
+                    ),
+                    Group::Attn(l) => {
+                        // hook_result is [b, p, heads, d]; heads ascending.
+                        let mut heads: Vec<Tensor> = Vec::with_capacity(cfg.n_heads);
+                        for h in 0..cfg.n_heads {
+                            heads.push(inp.ablated.out[&Node::Head(l, h)].clone());
+                        }
+                        (
+                            format!("blocks.{l}.attn.hook_result"),
+                            Tensor::stack(&heads, 2)?,
+                        )
+                    }
+                    Group::Mlp(l) => (
+                        format!("blocks.{l}.hook_mlp_out"),
+                        inp.ablated.out[&Node::Mlp(l)].clone(),
+                    ),
+                };
+                let mut runs = vec![];
+                for &a in &alphas {
+                    if a == 1.0 {
+                        runs.push(clean.grads.clone());
+                        continue;
+                    }
+                    let base: BTreeMap<String, Tensor> = [(name.clone(), base.clone())].into();
+                    runs.push(interpolated(base, a, &mut backwards)?);
+                    step(&mut forwards, &mut done);
+                }
+                let g = mean_grads(&runs)?;
+                all.push(g.clone());
+                group_grads.insert(*gr, g);
+            }
+            mean_grads(&all)?
+        }
+    };
+
+    let mut fill = Filler {
+        graph: &graph,
+        p,
+        per_pos: vec![0.0; graph.len() * p],
+    };
+    for gr in &groups {
+        let members: Vec<Node> = senders
+            .iter()
+            .copied()
+            .filter(|u| group_of(*u) == *gr)
+            .collect();
+        let grads = &group_grads[gr];
+        let d: Vec<Tensor> = members.iter().map(|u| diffs[u].clone()).collect();
+        let g: Vec<Tensor> = receivers.iter().map(|r| grads[r].clone()).collect();
+        let m = score_matrix(&d, &g)?;
+        fill.add_edges(&m, &members, &receivers, cfg)?;
+    }
+    for (i, e) in graph.edges().iter().enumerate() {
+        if let Edge::Qkv { layer, head, qkv } = *e {
+            let r = Receiver::Head(layer, head, qkv);
+            let v = dot_per_position(&in_diff[layer], &qkv_grads[&r])?;
+            fill.set(i, &v);
+        }
+    }
+    let per_pos = fill.per_pos;
+    let edges: Vec<f64> = (0..graph.len())
+        .map(|e| per_pos[e * p..(e + 1) * p].iter().sum())
+        .collect();
+    // AtP: a node's score is the sum of its outgoing addition edges' EAP scores.
+    let mut nodes = vec![];
+    if opts.method == Method::Atp {
+        for u in senders.iter().filter(|u| **u != Node::Embed) {
+            let mut s = 0.0;
+            for r in &receivers {
+                if let Some(e) = graph.add_id(*u, *r) {
+                    s += edges[e];
+                }
+            }
+            nodes.push((*u, s));
+        }
+    }
+    Ok(Scores {
+        method: opts.method,
+        graph,
+        edges,
+        per_position: opts.per_position.then_some(per_pos),
+        positions: p,
+        nodes,
+        clean_metric: clean.metric,
+        forwards,
+        backwards,
+    })
+}
