@@ -289,11 +289,9 @@ fn unknown_words_in_jsonl_prompts_are_refused_naming_line_and_word() {
         e.contains("\"zebra\"") && e.contains("not in the vocabulary"),
         "{e}"
     );
-    let bad = format!(
-        "{{\"prompt\": \"Then, Mary went\", \"corrupted\": \"Then, quokka went\", \"answer\": \
-         \" Mary\"}}\n"
-    );
-    let e = parse(&bad, "d.jsonl", &opts, &tok).unwrap_err().to_string();
+    let bad = "{\"prompt\": \"Then, Mary went\", \"corrupted\": \"Then, quokka went\", \
+               \"answer\": \" Mary\"}\n";
+    let e = parse(bad, "d.jsonl", &opts, &tok).unwrap_err().to_string();
     assert!(
         e.contains("d.jsonl:1: field `corrupted`") && e.contains("quokka"),
         "{e}"
