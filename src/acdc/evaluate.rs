@@ -575,7 +575,7 @@ impl<'a> Evaluator<'a> {
             RunOptions {
                 logits: LogitsAt::Rows(c.end.clone()),
                 hook: if use_hook { Some(&mut hook) } else { None },
-                resume: Some((&c.clean, start)),
+                from: Some((&c.clean, eval::Stage::layer_start(start, n_layers))),
                 ..Default::default()
             },
         )?;

@@ -12,7 +12,7 @@
 use super::setup::Setup;
 use super::sweep::{Axis, Sweep};
 use crate::error::{Error, Result};
-use crate::eval::{self, Hook, NameFilter, Patches, Run, RunOptions};
+use crate::eval::{self, Hook, NameFilter, Patches, Run, RunOptions, Stage};
 use candle_core::Tensor;
 use std::ops::Range;
 
@@ -210,11 +210,18 @@ impl<'s, 'm> Patcher<'s, 'm> {
             RunOptions {
                 logits: self.setup.logits_at(),
                 hook: Some(&mut hook),
-                resume: self.opts.resume.then_some((&self.corrupted, layer)),
                 // resid_mid and mlp_out come after the layer's attention, which the patch
                 // cannot change: start at the MLP
-                resume_at_mlp: self.opts.resume
-                    && (name.ends_with(".hook_resid_mid") || name.ends_with(".hook_mlp_out")),
+                from: self.opts.resume.then(|| {
+                    let mlp_half =
+                        name.ends_with(".hook_resid_mid") || name.ends_with(".hook_mlp_out");
+                    let stage = if mlp_half {
+                        Stage::Mlp(layer)
+                    } else {
+                        Stage::Attn(layer)
+                    };
+                    (&self.corrupted, stage)
+                }),
                 ..Default::default()
             },
         )?;

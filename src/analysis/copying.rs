@@ -38,8 +38,7 @@ pub fn copying_scores(model: &Model, names: &[u32], k: usize) -> Result<Sweep> {
     let idx = Tensor::from_vec(names.to_vec(), n, model.device())?;
     let emb = model.w.w_e.index_select(&idx, 0)?; // [N, D]
     let resid = if cfg.has_mlp() {
-        let [_, _, out, _] = model.mlp(0, &emb)?;
-        (&emb + out)?
+        (&emb + model.mlp(0, &emb)?)?
     } else {
         emb
     };

@@ -18,7 +18,7 @@
 use super::setup::{Position, Setup};
 use super::sweep::{Axis, Sweep};
 use crate::error::{Error, Result};
-use crate::eval::{self, Hook, NameFilter, Patches, Run, RunOptions};
+use crate::eval::{self, Hook, NameFilter, Patches, Run, RunOptions, Stage};
 use crate::graph::{Node, Receiver};
 use candle_core::Tensor;
 
@@ -115,14 +115,15 @@ impl<'s, 'm> PathPatcher<'s, 'm> {
         let metric = if patches.is_empty() {
             setup.clean_metric
         } else {
-            let first = patches.first_layer(setup.model.cfg.n_layers).unwrap_or(0);
+            let n = setup.model.cfg.n_layers;
+            let first = patches.first_layer(n).unwrap_or(0);
             let run = eval::run(
                 setup.model,
                 &setup.clean_tokens,
                 &patches,
                 RunOptions {
                     logits: setup.logits_at(),
-                    resume: Some((&self.clean, first)),
+                    from: Some((&self.clean, Stage::layer_start(first, n))),
                     ..Default::default()
                 },
             )?;
@@ -218,7 +219,7 @@ impl<'s, 'm> PathPatcher<'s, 'm> {
                 cache: NameFilter::new(&names, cfg)?,
                 logits: setup.logits_at(),
                 hook: Some(&mut freeze),
-                resume: Some((&self.clean, first_sender)),
+                from: Some((&self.clean, Stage::layer_start(first_sender, n))),
                 ..Default::default()
             },
         )?;
@@ -277,7 +278,7 @@ impl<'s, 'm> PathPatcher<'s, 'm> {
             RunOptions {
                 logits: setup.logits_at(),
                 hook: Some(&mut hook),
-                resume: Some((&self.clean, first)),
+                from: Some((&self.clean, Stage::layer_start(first, n))),
                 ..Default::default()
             },
         )?;

@@ -1,12 +1,16 @@
-//! The forward pass with patched edges: the one place where activations are swapped.
+//! The forward pass with patches: the one place where activations are swapped.
 //!
-//! Every receiver (a head's q, k or v input, an MLP's input, the logits) reads
-//! `standard_input + Σ_patched (alt_out(u) − cur_out(u))`, where the standard input is the
-//! residual stream and `cur_out(u)` the sender's output in this run. Hooks see (and may
-//! replace) every TransformerLens-named activation, which is how activation patching works.
+//! Every receiver (a head's q, k or v input, an MLP's input, the logits) reads its standard
+//! input (the residual stream) changed by the run's [`Patches`]; named activations may be
+//! replaced too. A run is a sequence of [`Stage`]s — the embedding, each layer's attention and
+//! MLP half, the logits — and may start from a cached run at any stage and stop before any
+//! stage. A [`Hook`] sees every named activation (for caching or observation; typed patches
+//! are the way to change a run).
 
+use super::hook_name::{HookName, Site};
 use super::names::NameFilter;
 use super::patch::Patches;
+use super::schedule::Stage;
 use crate::error::{Error, Result};
 use crate::graph::{Node, Qkv, Receiver};
 use crate::model::{HeadInput, Model};
@@ -17,7 +21,8 @@ use std::collections::BTreeMap;
 /// Named activations kept from a run.
 pub type ActivationCache = BTreeMap<String, Tensor>;
 
-/// Sees every named activation of a run, and may replace it.
+/// Sees every named activation of a run, and may replace it. Library code changes runs with
+/// typed [`Patches`]; a hook is for observing (and for experiments of a user's own).
 pub trait Hook {
     /// Whether this hook wants `name` (per-head inputs and head results are only built when
     /// somebody wants them).
@@ -45,16 +50,12 @@ pub struct RunOptions<'a> {
     pub logits: LogitsAt,
     /// A hook that sees every activation.
     pub hook: Option<&'a mut dyn Hook>,
-    /// Start from this layer, taking everything before it from a previous run on the same
-    /// tokens whose patches into earlier layers were the same.
-    pub resume: Option<(&'a Run, usize)>,
-    /// With `resume`: keep the previous run's attention of the resume layer and start at its
-    /// MLP (the previous run must have computed that layer's attention).
-    pub resume_at_mlp: bool,
-    /// Compute only the layers before this one (no logits unless it is `n_layers`).
-    pub stop: Option<usize>,
-    /// With `stop`: compute the attention of the last layer (`stop − 1`) but not its MLP.
-    pub stop_after_attn: bool,
+    /// Start at this stage, taking everything before it from a previous run on the same tokens
+    /// whose patches before the stage were the same (it must have computed the stages before
+    /// this one). `None`: start from the embedding.
+    pub from: Option<(&'a Run, Stage)>,
+    /// Stop before this stage (`None`: run through the logits).
+    pub until: Option<Stage>,
 }
 
 impl Default for RunOptions<'_> {
@@ -63,10 +64,8 @@ impl Default for RunOptions<'_> {
             cache: NameFilter::none(),
             logits: LogitsAt::All,
             hook: None,
-            resume: None,
-            resume_at_mlp: false,
-            stop: None,
-            stop_after_attn: false,
+            from: None,
+            until: None,
         }
     }
 }
@@ -94,288 +93,357 @@ pub struct Run {
 }
 
 impl Run {
+    fn empty(tokens: &Tensor, embed: Tensor) -> Run {
+        Run {
+            tokens: tokens.clone(),
+            embed,
+            z: Vec::new(),
+            attn_out: Vec::new(),
+            mlp_out: Vec::new(),
+            resid: Vec::new(),
+            logits: None,
+            cache: ActivationCache::new(),
+            head_results: RefCell::new(BTreeMap::new()),
+        }
+    }
+
     /// A sender's output in this run, `[batch, pos, d_model]` (head outputs exclude `b_O`).
+    /// Head outputs are computed on first use and kept.
     pub fn sender_out(&self, model: &Model, node: Node) -> Result<Tensor> {
+        if let Node::Head(l, h) = node {
+            if let Some(t) = self.head_results.borrow().get(&(l, h)) {
+                return Ok(t.clone());
+            }
+            let t = self.compute_sender_out(model, node)?;
+            self.head_results.borrow_mut().insert((l, h), t.clone());
+            return Ok(t);
+        }
+        self.compute_sender_out(model, node)
+    }
+
+    /// A sender's output in this run, computed without keeping it (a head's output costs a
+    /// matrix product; use this for values read once).
+    pub fn compute_sender_out(&self, model: &Model, node: Node) -> Result<Tensor> {
         match node {
             Node::Embed => Ok(self.embed.clone()),
-            Node::Mlp(l) => self.mlp_out[l]
+            Node::Mlp(l) => self
+                .mlp_out
+                .get(l)
+                .ok_or_else(|| Error::input(format!("internal: layer {l} was not computed")))?
                 .clone()
                 .ok_or_else(|| Error::input("this model has no MLPs")),
             Node::Head(l, h) => {
                 if let Some(t) = self.head_results.borrow().get(&(l, h)) {
                     return Ok(t.clone());
                 }
-                let t = model.head_result(l, h, &self.z[l])?;
-                self.head_results.borrow_mut().insert((l, h), t.clone());
-                Ok(t)
+                let z = self
+                    .z
+                    .get(l)
+                    .ok_or_else(|| Error::input(format!("internal: layer {l} was not computed")))?;
+                model.head_result(l, h, z)
             }
         }
+    }
+
+    /// Forget the head outputs kept by [`Run::sender_out`].
+    pub fn forget_head_outputs(&self) {
+        self.head_results.borrow_mut().clear();
     }
 
     /// Number of rows.
     pub fn batch(&self) -> usize {
         self.embed.dims()[0]
     }
+
+    /// The part of this run before `stage`, to continue from there (see [`RunOptions::from`]).
+    fn prefix(&self, stage: Stage, tokens: &Tensor, n_layers: usize) -> Result<Run> {
+        let (attn, mlp, resid) = match stage {
+            Stage::Embed => (0, 0, 0),
+            Stage::Attn(l) => (l, l, l + 1),
+            Stage::Mlp(l) => (l + 1, l, l + 1),
+            Stage::Logits => (n_layers, n_layers, n_layers + 1),
+        };
+        if self.z.len() < attn || self.mlp_out.len() < mlp || self.resid.len() < resid {
+            return Err(Error::input(format!(
+                "internal: cannot start at {stage:?} from a run that stopped earlier"
+            )));
+        }
+        let mut out = Run::empty(tokens, self.embed.clone());
+        out.z = self.z[..attn].to_vec();
+        out.attn_out = self.attn_out[..attn].to_vec();
+        out.mlp_out = self.mlp_out[..mlp].to_vec();
+        out.resid = self.resid[..resid].to_vec();
+        for (&(l, h), t) in self.head_results.borrow().iter() {
+            if l < attn {
+                out.head_results.borrow_mut().insert((l, h), t.clone());
+            }
+        }
+        Ok(out)
+    }
 }
 
+/// Hands every named activation to the patches, the hook and the cache.
 struct Emitter<'a, 'h> {
+    patches: &'a Patches,
     filter: &'a NameFilter,
     hook: Option<&'a mut (dyn Hook + 'h)>,
     cache: ActivationCache,
 }
 
 impl Emitter<'_, '_> {
-    fn wants(&self, name: &str) -> bool {
-        self.filter.matches(name) || self.hook.as_ref().is_some_and(|h| h.wants(name))
+    /// Whether anybody needs `name` built (per-head inputs and head results are optional).
+    fn wants(&self, name: HookName) -> bool {
+        if self.patches.replaces(name) {
+            return true;
+        }
+        if self.filter.is_empty() && self.hook.is_none() {
+            return false;
+        }
+        let s = name.to_string();
+        self.filter.matches(&s) || self.hook.as_ref().is_some_and(|h| h.wants(&s))
     }
 
-    fn emit(&mut self, name: &str, act: Tensor) -> Result<Tensor> {
+    fn emit(&mut self, name: HookName, act: Tensor) -> Result<Tensor> {
+        let mut act = act;
+        for p in self.patches.activation(name) {
+            act = p.apply(&act)?;
+        }
+        if self.filter.is_empty() && self.hook.is_none() {
+            return Ok(act);
+        }
+        let s = name.to_string();
         let act = match self.hook.as_mut() {
-            Some(h) if h.wants(name) => h.visit(name, act)?,
+            Some(h) if h.wants(&s) => h.visit(&s, act)?,
             _ => act,
         };
-        if self.filter.matches(name) {
-            self.cache.insert(name.to_string(), act.clone());
+        if self.filter.matches(&s) {
+            self.cache.insert(s, act.clone());
         }
         Ok(act)
     }
 }
 
-/// Run `model` on `tokens` (`[batch, pos]` u32) with `patches`.
+/// Run `model` on `tokens` (`[batch, pos]` u32) with `patches`, over the stages `opts` asks for.
 pub fn run(model: &Model, tokens: &Tensor, patches: &Patches, opts: RunOptions) -> Result<Run> {
-    let cfg = &model.cfg;
-    let n_layers = cfg.n_layers;
+    let n_layers = model.cfg.n_layers;
     let RunOptions {
         cache,
         logits,
         hook,
-        resume,
-        resume_at_mlp,
-        stop,
-        stop_after_attn,
+        from,
+        until,
     } = opts;
-    let stop = stop.unwrap_or(n_layers).min(n_layers);
+    let clamp = |s: Stage| match s {
+        Stage::Attn(l) | Stage::Mlp(l) if l >= n_layers => Stage::Logits,
+        s => s,
+    };
     let mut em = Emitter {
+        patches,
         filter: &cache,
         hook,
         cache: ActivationCache::new(),
     };
-
-    let (start, mut out) = match resume {
-        Some((prev, layer)) => {
-            let layer = layer.min(n_layers);
-            let keep_attn = if resume_at_mlp && layer < n_layers {
-                layer + 1
-            } else {
-                layer
-            };
-            if prev.z.len() < keep_attn || prev.resid.len() <= layer {
-                return Err(Error::input(format!(
-                    "internal: cannot resume at layer {layer} from a run that stopped earlier"
-                )));
-            }
-            let mut out = Run {
-                tokens: tokens.clone(),
-                embed: prev.embed.clone(),
-                z: prev.z[..keep_attn].to_vec(),
-                attn_out: prev.attn_out[..keep_attn].to_vec(),
-                mlp_out: prev.mlp_out[..layer].to_vec(),
-                resid: prev.resid[..=layer].to_vec(),
-                logits: None,
-                cache: ActivationCache::new(),
-                head_results: RefCell::new(BTreeMap::new()),
-            };
-            for (&(l, h), t) in prev.head_results.borrow().iter() {
-                if l < keep_attn {
-                    out.head_results.borrow_mut().insert((l, h), t.clone());
-                }
-            }
-            out.resid.truncate(layer + 1);
-            (layer, out)
+    let (mut stage, mut out) = match from {
+        Some((prev, s)) if clamp(s) > Stage::Embed => {
+            let s = clamp(s);
+            (s, prev.prefix(s, tokens, n_layers)?)
         }
-        None => {
-            let (e, pos) = model.embed(tokens)?;
-            let e = em.emit("hook_embed", e)?;
-            let embed = match pos {
-                Some(p) => {
-                    let p = em.emit("hook_pos_embed", p)?;
-                    (e + p)?
-                }
-                None => e,
-            };
-            let out = Run {
-                tokens: tokens.clone(),
-                embed: embed.clone(),
-                z: Vec::with_capacity(n_layers),
-                attn_out: Vec::with_capacity(n_layers),
-                mlp_out: Vec::with_capacity(n_layers),
-                resid: vec![embed],
-                logits: None,
-                cache: ActivationCache::new(),
-                head_results: RefCell::new(BTreeMap::new()),
-            };
-            (0, out)
-        }
+        _ => (Stage::Embed, Run::empty(tokens, tokens.clone())),
     };
-
-    for l in start..stop.max(start) {
-        let skip_attn = l == start && resume_at_mlp;
-        let resid_pre = if skip_attn {
-            out.resid[l].clone()
-        } else {
-            em.emit(&format!("blocks.{l}.hook_resid_pre"), out.resid[l].clone())?
-        };
-        if !skip_attn {
-            // The q, k and v inputs: shared unless patched or watched per head.
-            let mut inputs = Vec::with_capacity(3);
-            for x in Qkv::ALL {
-                let name = format!("blocks.{l}.hook_{}_input", x.letter());
-                let patched = (0..cfg.n_heads).any(|h| patches.changes(&Receiver::Head(l, h, x)));
-                if !patched && !em.wants(&name) {
-                    inputs.push(HeadInput::Shared(resid_pre.clone()));
-                    continue;
-                }
-                let per_head = if patched {
-                    let mut heads = Vec::with_capacity(cfg.n_heads);
-                    for h in 0..cfg.n_heads {
-                        let r = Receiver::Head(l, h, x);
-                        heads.push(patched_input(model, &out, &resid_pre, patches, &r)?);
-                    }
-                    Tensor::stack(&heads, 2)?
-                } else {
-                    HeadInput::Shared(resid_pre.clone()).per_head(cfg.n_heads)?
-                };
-                inputs.push(HeadInput::PerHead(em.emit(&name, per_head)?));
-            }
-            let (q, k, v, scales) = model.qkv(l, &inputs[0], &inputs[1], &inputs[2])?;
-            em.emit(&format!("blocks.{l}.ln1.hook_scale"), scales[0].clone())?;
-            let q = em.emit(&format!("blocks.{l}.attn.hook_q"), q)?;
-            let k = em.emit(&format!("blocks.{l}.attn.hook_k"), k)?;
-            let v = em.emit(&format!("blocks.{l}.attn.hook_v"), v)?;
-            let (q, k) = if model.has_rotary() {
-                (
-                    em.emit(&format!("blocks.{l}.attn.hook_rot_q"), model.rotate(&q)?)?,
-                    em.emit(&format!("blocks.{l}.attn.hook_rot_k"), model.rotate(&k)?)?,
-                )
-            } else {
-                (q, k)
-            };
-            let scores = model.attn_scores(l, &q, &k)?;
-            let scores = em.emit(&format!("blocks.{l}.attn.hook_attn_scores"), scores)?;
-            let pattern = crate::model::softmax_last(&scores)?;
-            let pattern = em.emit(&format!("blocks.{l}.attn.hook_pattern"), pattern)?;
-            let z = model.attn_z(&pattern, &v)?;
-            let z = em.emit(&format!("blocks.{l}.attn.hook_z"), z)?;
-            let result_name = format!("blocks.{l}.attn.hook_result");
-            let attn_out = if em.wants(&result_name) {
-                let results = em.emit(&result_name, model.head_results(l, &z)?)?;
-                results.sum(2)?.broadcast_add(&model.w.blocks[l].b_o)?
-            } else {
-                model.attn_out(l, &z)?
-            };
-            let attn_out = em.emit(&format!("blocks.{l}.hook_attn_out"), attn_out)?;
-            out.z.push(z);
-            out.attn_out.push(attn_out);
-        }
-        let attn_out = out.attn_out[l].clone();
-        if stop_after_attn && l + 1 == stop {
+    let until = until.map(clamp);
+    loop {
+        if until.is_some_and(|u| stage >= u) {
             break;
         }
-
-        let resid_mid = if cfg.parallel_residual {
-            None
-        } else {
-            Some(em.emit(
-                &format!("blocks.{l}.hook_resid_mid"),
-                (&resid_pre + &attn_out)?,
-            )?)
-        };
-        let mlp_out = if cfg.has_mlp() {
-            let standard = resid_mid.as_ref().unwrap_or(&resid_pre);
-            let x = patched_input(model, &out, standard, patches, &Receiver::Mlp(l))?;
-            let x = em.emit(&format!("blocks.{l}.hook_mlp_in"), x)?;
-            let [pre, post_in, _, scale] = {
-                let blk = &model.w.blocks[l];
-                let (xn, scale) = model.layer_norm(&x, &blk.ln2_w, &blk.ln2_b)?;
-                let pre = match (&blk.w_in, &blk.b_in) {
-                    (Some(w), Some(b)) => xn.broadcast_matmul(w)?.broadcast_add(b)?,
-                    _ => return Err(Error::input("MLP weights missing")),
-                };
-                [pre, xn, x.clone(), scale]
-            };
-            let _ = post_in;
-            em.emit(&format!("blocks.{l}.ln2.hook_scale"), scale)?;
-            let pre = em.emit(&format!("blocks.{l}.mlp.hook_pre"), pre)?;
-            let post = em.emit(&format!("blocks.{l}.mlp.hook_post"), model.mlp_act(&pre)?)?;
-            let o = model.mlp_out_from_post(l, &post)?;
-            Some(em.emit(&format!("blocks.{l}.hook_mlp_out"), o)?)
-        } else {
-            None
-        };
-        let base = resid_mid.unwrap_or_else(|| (&resid_pre + &attn_out).expect("same shapes"));
-        let resid_post = match &mlp_out {
-            Some(m) => (&base + m)?,
-            None => base,
-        };
-        let resid_post = em.emit(&format!("blocks.{l}.hook_resid_post"), resid_post)?;
-        out.mlp_out.push(mlp_out);
-        out.resid.push(resid_post);
-    }
-
-    if stop < n_layers || stop_after_attn {
-        out.cache = em.cache;
-        return Ok(out);
-    }
-    let final_in = patched_input(
-        model,
-        &out,
-        &out.resid[n_layers],
-        patches,
-        &Receiver::Logits,
-    )?;
-    out.logits = match logits {
-        LogitsAt::None => None,
-        LogitsAt::All => Some(unembed(model, &mut em, &final_in)?),
-        LogitsAt::Rows(pos) => {
-            let (b, p, d) = final_in.dims3()?;
-            if pos.len() != b {
-                return Err(Error::input(format!(
-                    "{} logit positions given for {b} rows",
-                    pos.len()
-                )));
-            }
-            if let Some(&bad) = pos.iter().find(|&&x| x >= p) {
-                return Err(Error::input(format!(
-                    "logit position {bad} is past the sequence length {p}"
-                )));
-            }
-            let idx: Vec<u32> = pos
-                .iter()
-                .enumerate()
-                .map(|(i, &x)| (i * p + x) as u32)
-                .collect();
-            let idx = Tensor::from_vec(idx, b, final_in.device())?;
-            let rows = final_in.reshape((b * p, d))?.index_select(&idx, 0)?;
-            Some(unembed(model, &mut em, &rows)?)
+        match stage {
+            Stage::Embed => embed_stage(model, tokens, &mut em, &mut out)?,
+            Stage::Attn(l) => attention_stage(model, l, &mut em, &mut out)?,
+            Stage::Mlp(l) => mlp_stage(model, l, &mut em, &mut out)?,
+            Stage::Logits => out.logits = logits_stage(model, &logits, &mut em, &out)?,
         }
-    };
+        match stage.next(n_layers) {
+            Some(s) => stage = s,
+            None => break,
+        }
+    }
     out.cache = em.cache;
     Ok(out)
 }
 
-/// Final LayerNorm and unembedding, with their hooks.
-fn unembed(model: &Model, em: &mut Emitter, x: &Tensor) -> Result<Tensor> {
-    let (xn, scale) = model.layer_norm(x, &model.w.ln_f_w, &model.w.ln_f_b)?;
-    em.emit("ln_final.hook_scale", scale)?;
-    let xn = em.emit("unembed.hook_in", xn)?;
-    let mut logits = xn.broadcast_matmul(&model.w.w_u)?;
-    if let Some(b) = &model.w.b_u {
-        logits = logits.broadcast_add(b)?;
-    }
-    em.emit("unembed.hook_out", logits)
+/// Token and positional embeddings: `out.embed` and the residual stream entering layer 0.
+fn embed_stage(model: &Model, tokens: &Tensor, em: &mut Emitter, out: &mut Run) -> Result<()> {
+    let (e, pos) = model.embed(tokens)?;
+    let e = em.emit(HookName::Embed, e)?;
+    let embed = match pos {
+        Some(p) => {
+            let p = em.emit(HookName::PosEmbed, p)?;
+            (e + p)?
+        }
+        None => e,
+    };
+    out.embed = embed.clone();
+    out.resid = vec![embed];
+    Ok(())
 }
 
-/// The input of receiver `r`: the standard residual plus the patched edges' differences.
+/// One layer's attention: the q/k/v inputs (shared unless patched or watched per head), the
+/// heads, `hook_attn_out`. Pushes `z` and the attention output.
+fn attention_stage(model: &Model, l: usize, em: &mut Emitter, out: &mut Run) -> Result<()> {
+    let cfg = &model.cfg;
+    let site = |s: Site| HookName::Block(l, s);
+    let resid_pre = em.emit(site(Site::ResidPre), out.resid[l].clone())?;
+    out.resid[l] = resid_pre.clone();
+    let mut inputs = Vec::with_capacity(3);
+    for x in Qkv::ALL {
+        let name = site(Site::input(x));
+        let patched = (0..cfg.n_heads).any(|h| em.patches.changes(&Receiver::Head(l, h, x)));
+        if !patched && !em.wants(name) {
+            inputs.push(HeadInput::Shared(resid_pre.clone()));
+            continue;
+        }
+        let per_head = if patched {
+            let mut heads = Vec::with_capacity(cfg.n_heads);
+            for h in 0..cfg.n_heads {
+                let r = Receiver::Head(l, h, x);
+                heads.push(patched_input(model, out, &resid_pre, em.patches, &r)?);
+            }
+            Tensor::stack(&heads, 2)?
+        } else {
+            HeadInput::Shared(resid_pre.clone()).per_head(cfg.n_heads)?
+        };
+        inputs.push(HeadInput::PerHead(em.emit(name, per_head)?));
+    }
+    let (q, k, v, scales) = model.qkv(l, &inputs[0], &inputs[1], &inputs[2])?;
+    drop(inputs);
+    em.emit(site(Site::Ln1Scale), scales[0].clone())?;
+    let q = em.emit(site(Site::Q), q)?;
+    let k = em.emit(site(Site::K), k)?;
+    let v = em.emit(site(Site::V), v)?;
+    let (q, k) = if model.has_rotary() {
+        (
+            em.emit(site(Site::RotQ), model.rotate(&q)?)?,
+            em.emit(site(Site::RotK), model.rotate(&k)?)?,
+        )
+    } else {
+        (q, k)
+    };
+    let scores = em.emit(site(Site::AttnScores), model.attn_scores(l, &q, &k)?)?;
+    let pattern = crate::model::softmax_last(&scores)?;
+    let pattern = em.emit(site(Site::Pattern), pattern)?;
+    let z = em.emit(site(Site::Z), model.attn_z(&pattern, &v)?)?;
+    let attn_out = if em.wants(site(Site::Result)) {
+        let results = em.emit(site(Site::Result), model.head_results(l, &z)?)?;
+        results.sum(2)?.broadcast_add(&model.w.blocks[l].b_o)?
+    } else {
+        model.attn_out(l, &z)?
+    };
+    let attn_out = em.emit(site(Site::AttnOut), attn_out)?;
+    out.z.push(z);
+    out.attn_out.push(attn_out);
+    Ok(())
+}
+
+/// One layer's second half: `resid_mid`, the MLP on its (patched) input, `resid_post`.
+fn mlp_stage(model: &Model, l: usize, em: &mut Emitter, out: &mut Run) -> Result<()> {
+    let cfg = &model.cfg;
+    let site = |s: Site| HookName::Block(l, s);
+    let resid_pre = out.resid[l].clone();
+    let attn_out = out.attn_out[l].clone();
+    let resid_mid = if cfg.parallel_residual {
+        None
+    } else {
+        Some(em.emit(site(Site::ResidMid), (&resid_pre + &attn_out)?)?)
+    };
+    let mlp_out = if cfg.has_mlp() {
+        let standard = resid_mid.as_ref().unwrap_or(&resid_pre);
+        let x = patched_input(model, out, standard, em.patches, &Receiver::Mlp(l))?;
+        let x = em.emit(site(Site::MlpIn), x)?;
+        let (pre, scale) = model.mlp_pre(l, &x)?;
+        em.emit(site(Site::Ln2Scale), scale)?;
+        let pre = em.emit(site(Site::MlpPre), pre)?;
+        let post = em.emit(site(Site::MlpPost), model.mlp_act(&pre)?)?;
+        drop(pre);
+        let o = model.mlp_out_from_post(l, &post)?;
+        Some(em.emit(site(Site::MlpOut), o)?)
+    } else {
+        None
+    };
+    let base = match resid_mid {
+        Some(m) => m,
+        None => (&resid_pre + &attn_out)?,
+    };
+    let resid_post = match &mlp_out {
+        Some(m) => (&base + m)?,
+        None => base,
+    };
+    let resid_post = em.emit(site(Site::ResidPost), resid_post)?;
+    out.mlp_out.push(mlp_out);
+    out.resid.push(resid_post);
+    Ok(())
+}
+
+/// The logits' (patched) input, then the final LayerNorm and unembedding where asked for.
+fn logits_stage(
+    model: &Model,
+    at: &LogitsAt,
+    em: &mut Emitter,
+    out: &Run,
+) -> Result<Option<Tensor>> {
+    if *at == LogitsAt::None {
+        return Ok(None);
+    }
+    let n_layers = model.cfg.n_layers;
+    let final_in = patched_input(
+        model,
+        out,
+        &out.resid[n_layers],
+        em.patches,
+        &Receiver::Logits,
+    )?;
+    match at {
+        LogitsAt::None => Ok(None),
+        LogitsAt::All => Ok(Some(unembed(model, em, &final_in)?)),
+        LogitsAt::Rows(pos) => {
+            let rows = select_rows(&final_in, pos)?;
+            Ok(Some(unembed(model, em, &rows)?))
+        }
+    }
+}
+
+/// `[batch, d]` rows of `[batch, pos, d]`, one position per row.
+fn select_rows(x: &Tensor, pos: &[usize]) -> Result<Tensor> {
+    let (b, p, d) = x.dims3()?;
+    if pos.len() != b {
+        return Err(Error::input(format!(
+            "{} logit positions given for {b} rows",
+            pos.len()
+        )));
+    }
+    if let Some(&bad) = pos.iter().find(|&&q| q >= p) {
+        return Err(Error::input(format!(
+            "logit position {bad} is past the sequence length {p}"
+        )));
+    }
+    let idx: Vec<u32> = pos
+        .iter()
+        .enumerate()
+        .map(|(i, &q)| (i * p + q) as u32)
+        .collect();
+    let idx = Tensor::from_vec(idx, b, x.device())?;
+    Ok(x.reshape((b * p, d))?.index_select(&idx, 0)?)
+}
+
+/// Final LayerNorm and unembedding, with their hooks.
+fn unembed(model: &Model, em: &mut Emitter, x: &Tensor) -> Result<Tensor> {
+    let (xn, scale) = model.final_norm(x)?;
+    em.emit(HookName::LnFinalScale, scale)?;
+    let xn = em.emit(HookName::UnembedIn, xn)?;
+    let logits = model.unembed_normed(&xn)?;
+    em.emit(HookName::UnembedOut, logits)
+}
+
+/// The input of receiver `r`: its standard input (or a replacement base) changed by the
+/// receiver's patches, in a fixed order: kept senders, edge patches, the delta.
 fn patched_input(
     model: &Model,
     run: &Run,
@@ -383,14 +451,29 @@ fn patched_input(
     patches: &Patches,
     r: &Receiver,
 ) -> Result<Tensor> {
-    let mut x = standard.clone();
-    for p in patches.get(r) {
-        if !p.sender.feeds(r, &model.cfg) {
-            return Err(Error::input(format!(
-                "cannot patch {} → {r}: {} does not feed {r}",
-                p.sender, p.sender
-            )));
+    let Some(ip) = patches.input(r) else {
+        return Ok(standard.clone());
+    };
+    let check = |u: Node| -> Result<()> {
+        if u.feeds(r, &model.cfg) {
+            Ok(())
+        } else {
+            Err(Error::input(format!(
+                "cannot patch {u} → {r}: {u} does not feed {r}"
+            )))
         }
+    };
+    let mut x = ip.base.as_ref().unwrap_or(standard).clone();
+    for p in &ip.kept {
+        check(p.sender)?;
+        let d = (run.sender_out(model, p.sender)? - &p.alt)?;
+        x = match &p.mask {
+            Some(m) => (x + d.broadcast_mul(m)?)?,
+            None => (x + d)?,
+        };
+    }
+    for p in &ip.edges {
+        check(p.sender)?;
         let cur = run.sender_out(model, p.sender)?;
         let delta = (&p.alt - &cur)?;
         let delta = match &p.mask {
@@ -399,7 +482,7 @@ fn patched_input(
         };
         x = (x + delta)?;
     }
-    if let Some(d) = patches.delta(r) {
+    if let Some(d) = &ip.delta {
         x = x.broadcast_add(d)?;
     }
     Ok(x)

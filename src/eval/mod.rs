@@ -1,12 +1,18 @@
 //! The patched evaluator: one engine that runs the model with chosen sources per edge.
 //!
-//! Scrubbing, ACDC and the patching sweeps all call [`forward::run`]; it is the only place
-//! where activations are swapped.
+//! Scrubbing, ACDC, the patching sweeps and ablations all call [`forward::run`] with typed
+//! [`Patches`] (edge patches, deltas, replaced inputs, replaced activations) named by typed
+//! [`HookName`]s and scheduled in [`Stage`]s; it is the only place where activations are
+//! swapped.
 
 pub mod forward;
+pub mod hook_name;
 pub mod names;
 pub mod patch;
+pub mod schedule;
 
 pub use forward::{log_softmax, run, ActivationCache, Hook, LogitsAt, Run, RunOptions};
+pub use hook_name::{HookName, Site};
 pub use names::{all_names, NameFilter};
-pub use patch::{Patch, Patches};
+pub use patch::{ActivationPatch, InputPatch, Patch, Patches, Region};
+pub use schedule::Stage;

@@ -53,25 +53,6 @@ impl HeadInput {
     }
 }
 
-/// Everything one layer's attention computes; optional parts are filled when asked for.
-#[derive(Debug, Clone)]
-pub struct AttnOut {
-    /// `[batch, pos, n_heads, d_head]`.
-    pub q: Tensor,
-    /// `[batch, pos, n_heads, d_head]`.
-    pub k: Tensor,
-    /// `[batch, pos, n_heads, d_head]`.
-    pub v: Tensor,
-    /// Pre-softmax scores `[batch, n_heads, q_pos, k_pos]` (masked entries −∞).
-    pub scores: Tensor,
-    /// `[batch, n_heads, q_pos, k_pos]`.
-    pub pattern: Tensor,
-    /// `[batch, pos, n_heads, d_head]`.
-    pub z: Tensor,
-    /// The LayerNorm scales of the q, k, v inputs, `[batch, pos, 1]` or `[batch, pos, n_heads, 1]`.
-    pub ln_scale: [Tensor; 3],
-}
-
 impl Model {
     /// Load a model from a folder (see [`resolve::resolve_model`] for `--model` strings).
     pub fn load(dir: &Path, dtype: DType) -> Result<Self> {
@@ -278,29 +259,6 @@ impl Model {
         Ok(pattern.matmul(&vh)?.permute((0, 2, 1, 3))?.contiguous()?)
     }
 
-    /// One layer's attention on the given q, k and v inputs (before LayerNorm).
-    pub fn attention(
-        &self,
-        layer: usize,
-        q_in: &HeadInput,
-        k_in: &HeadInput,
-        v_in: &HeadInput,
-    ) -> Result<AttnOut> {
-        let (q, k, v, ln_scale) = self.qkv(layer, q_in, k_in, v_in)?;
-        let scores = self.attn_scores(layer, &self.rotate(&q)?, &self.rotate(&k)?)?;
-        let pattern = softmax_last(&scores)?;
-        let z = self.attn_z(&pattern, &v)?;
-        Ok(AttnOut {
-            q,
-            k,
-            v,
-            scores,
-            pattern,
-            z,
-            ln_scale,
-        })
-    }
-
     /// The sum of all heads' outputs plus `b_O`: `[batch, pos, d_model]`.
     pub fn attn_out(&self, layer: usize, z: &Tensor) -> Result<Tensor> {
         let blk = &self.w.blocks[layer];
@@ -333,22 +291,22 @@ impl Model {
             .contiguous()?)
     }
 
-    /// One MLP on its input (before LayerNorm). Returns (pre, post, out, ln scale).
-    pub fn mlp(&self, layer: usize, x: &Tensor) -> Result<[Tensor; 4]> {
+    /// An MLP's pre-activation from its input (before LayerNorm): `(hook_pre, ln2 scale)`.
+    pub fn mlp_pre(&self, layer: usize, x: &Tensor) -> Result<(Tensor, Tensor)> {
         let blk = &self.w.blocks[layer];
-        let (w_in, b_in, w_out, b_out) = match (&blk.w_in, &blk.b_in, &blk.w_out, &blk.b_out) {
-            (Some(a), Some(b), Some(c), Some(d)) => (a, b, c, d),
+        let (w_in, b_in) = match (&blk.w_in, &blk.b_in) {
+            (Some(w), Some(b)) => (w, b),
             _ => return Err(Error::input("this model has no MLPs")),
         };
         let (xn, scale) = self.layer_norm(x, &blk.ln2_w, &blk.ln2_b)?;
-        let pre = xn.broadcast_matmul(w_in)?.broadcast_add(b_in)?;
-        let post = match self.cfg.act {
-            Activation::GeluNew => gelu_new(&pre)?,
-            Activation::Gelu => pre.gelu_erf()?,
-            Activation::Relu => pre.relu()?,
-        };
-        let out = post.broadcast_matmul(w_out)?.broadcast_add(b_out)?;
-        Ok([pre, post, out, scale])
+        Ok((xn.broadcast_matmul(w_in)?.broadcast_add(b_in)?, scale))
+    }
+
+    /// One whole MLP on its input (before LayerNorm): `hook_mlp_out` (the evaluator runs the
+    /// same pieces with hooks between them).
+    pub fn mlp(&self, layer: usize, x: &Tensor) -> Result<Tensor> {
+        let (pre, _) = self.mlp_pre(layer, x)?;
+        self.mlp_out_from_post(layer, &self.mlp_act(&pre)?)
     }
 
     /// The MLP activation function applied to `hook_pre`.
@@ -369,15 +327,25 @@ impl Model {
         }
     }
 
-    /// Final LayerNorm and unembedding of `[n, d_model]` (or `[batch, pos, d_model]`) residuals.
-    /// Returns (logits, ln_final scale).
+    /// The final LayerNorm of `[n, d_model]` (or `[batch, pos, d_model]`) residuals:
+    /// `(normalised, ln_final scale)`.
+    pub fn final_norm(&self, resid: &Tensor) -> Result<(Tensor, Tensor)> {
+        self.layer_norm(resid, &self.w.ln_f_w, &self.w.ln_f_b)
+    }
+
+    /// Final LayerNorm and unembedding of residuals: `(logits, ln_final scale)`.
     pub fn unembed(&self, resid: &Tensor) -> Result<(Tensor, Tensor)> {
-        let (xn, scale) = self.layer_norm(resid, &self.w.ln_f_w, &self.w.ln_f_b)?;
-        let mut logits = xn.broadcast_matmul(&self.w.w_u)?;
-        if let Some(b) = &self.w.b_u {
-            logits = logits.broadcast_add(b)?;
-        }
-        Ok((logits, scale))
+        let (xn, scale) = self.final_norm(resid)?;
+        Ok((self.unembed_normed(&xn)?, scale))
+    }
+
+    /// The unembedding of final-LayerNorm outputs (`unembed.hook_in`): the logits.
+    pub fn unembed_normed(&self, xn: &Tensor) -> Result<Tensor> {
+        let logits = xn.broadcast_matmul(&self.w.w_u)?;
+        Ok(match &self.w.b_u {
+            Some(b) => logits.broadcast_add(b)?,
+            None => logits,
+        })
     }
 }
 

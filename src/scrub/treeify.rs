@@ -11,7 +11,7 @@
 use super::hypothesis::Hypothesis;
 use super::path_state::PathState;
 use crate::error::{Error, Result};
-use crate::eval::{self, LogitsAt, Patches, Run, RunOptions};
+use crate::eval::{self, LogitsAt, Patches, Run, RunOptions, Stage};
 use crate::graph::{Node, Qkv, Receiver};
 use crate::model::{Model, ModelConfig};
 use candle_core::Tensor;
@@ -370,10 +370,18 @@ pub fn evaluate(
                     } else {
                         LogitsAt::None
                     },
-                    resume: Some((&prev, l)),
-                    resume_at_mlp: part == Part::Mlp,
-                    stop: Some(l + 1),
-                    stop_after_attn: part == Part::Attn,
+                    from: Some((
+                        &prev,
+                        match part {
+                            Part::Mlp => Stage::Mlp(l),
+                            _ => Stage::layer_start(l, n_layers),
+                        },
+                    )),
+                    until: match part {
+                        _ if l == n_layers => None,
+                        Part::Attn => Some(Stage::Mlp(l)),
+                        _ => Some(Stage::layer_start(l + 1, n_layers)),
+                    },
                     ..Default::default()
                 },
             )?;
