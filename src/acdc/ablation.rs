@@ -9,7 +9,6 @@
 use crate::error::{Error, Result};
 use crate::eval::{self, LogitsAt, Patches, Run, RunOptions};
 use crate::graph::edges::senders_reverse;
-use crate::graph::Node;
 use crate::model::Model;
 use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
@@ -94,17 +93,7 @@ impl std::str::FromStr for Ablation {
     }
 }
 
-/// The ablated values: per sender its output, per receiver position its input.
-#[derive(Debug, Clone)]
-pub struct Ablated {
-    /// Each sender's ablated output `[batch, pos, d_model]` (head outputs without `b_O`).
-    pub out: BTreeMap<Node, Tensor>,
-    /// The ablated residual entering each layer (the input of its heads); index `n_layers`:
-    /// the input of the logits.
-    pub resid: Vec<Tensor>,
-    /// The ablated input of each layer's MLP (empty for attention-only models).
-    pub mid: Vec<Tensor>,
-}
+pub use crate::eval::Ablated;
 
 fn from_run(model: &Model, run: &Run) -> Result<Ablated> {
     let cfg = &model.cfg;

@@ -27,6 +27,11 @@ pub enum Precision {
     F32,
     /// 64-bit floats: decisions near τ do not depend on rounding.
     F64,
+    /// Every edge evaluated in 32-bit floats with one-edge updates, and again in 64-bit floats
+    /// (as `F64` evaluates it) whenever its effect is within the float32 error bound of τ: the
+    /// decisions are `F64`'s (see `acdc::evaluate` for the bound); recorded effects far from
+    /// τ are the float32 values.
+    Checked,
 }
 
 impl std::str::FromStr for Precision {
@@ -35,17 +40,21 @@ impl std::str::FromStr for Precision {
         match s.trim().to_ascii_lowercase().as_str() {
             "f32" | "float32" => Ok(Precision::F32),
             "f64" | "float64" => Ok(Precision::F64),
-            _ => Err(Error::input(format!("--dtype {s}: use f32 or f64"))),
+            "checked" => Ok(Precision::Checked),
+            _ => Err(Error::input(format!(
+                "--dtype {s}: use f32, f64 or checked"
+            ))),
         }
     }
 }
 
 impl Precision {
-    /// The candle dtype.
+    /// The candle dtype of the model whose numbers are the run's reference (`Checked`: the
+    /// float64 model that re-checks decisions near τ).
     pub fn dtype(self) -> candle_core::DType {
         match self {
             Precision::F32 => candle_core::DType::F32,
-            Precision::F64 => candle_core::DType::F64,
+            Precision::F64 | Precision::Checked => candle_core::DType::F64,
         }
     }
 }
@@ -99,7 +108,7 @@ pub struct Config {
     /// Compare |Δ| with τ.
     #[serde(default)]
     pub abs_value_threshold: bool,
-    /// `F32` (default) or `F64`.
+    /// `F32` (default), `F64`, or `Checked` (float32 speed, float64 decisions).
     #[serde(default)]
     pub dtype: Precision,
     /// Candidate removals evaluated per pass (speculatively); 1 = one at a time.

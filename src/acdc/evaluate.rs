@@ -3,9 +3,8 @@
 //! A receiver `r` with removed incoming edges reads
 //! `standard(r) + Σ_{u removed} (ablated(u) − current(u))`, which equals the reference's
 //! `ablated_input(r) + Σ_{u kept} (current(u) − ablated(u))`. The evaluator uses whichever sum
-//! is shorter: the first as [`Patches`] (few removed edges), the second through a hook that
-//! replaces the receiver's input (most edges removed, or the head's q/k/v edge removed, when
-//! the sum is empty). Both are exact; the second keeps a nearly pruned GPT-2 as cheap as an
+//! is shorter: the first as edge [`Patches`] (few removed edges), the second as a replaced
+//! input (most edges removed, or the head's q/k/v edge removed, when the sum is empty). Both are exact; the second keeps a nearly pruned GPT-2 as cheap as an
 //! unpruned one.
 //!
 //! The fast path recomputes only from the first layer with a changed receiver (everything
@@ -15,12 +14,13 @@
 //! as a patch and computes logits everywhere.
 
 use super::ablation::Ablated;
-use super::sweep::{Oracle, Units};
+use super::screen::Screen;
+use super::sweep::{Measured, Oracle, Units};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::eval::{self, Hook, LogitsAt, Patches, Run, RunOptions};
+use crate::eval::{self, LogitsAt, Patch, Patches, Run, RunOptions};
 use crate::graph::edges::parents;
-use crate::graph::{Edge, Node, Qkv, Receiver};
+use crate::graph::{Edge, Node, Receiver};
 use crate::metric::{self, Metric};
 use crate::model::Model;
 use candle_core::Tensor;
@@ -161,142 +161,6 @@ fn changes(
     out
 }
 
-/// Replaces the inputs of receivers in [`Change::Replace`] form.
-struct ReplaceHook<'a> {
-    model: &'a Model,
-    clean: &'a Run,
-    ablated: &'a Ablated,
-    start: usize,
-    /// Kept senders per receiver, each with its row mask (`None`: every row).
-    replace: BTreeMap<Receiver, Vec<(Node, Option<Tensor>)>>,
-    z: BTreeMap<usize, Tensor>,
-    mlp_out: BTreeMap<usize, Tensor>,
-    results: BTreeMap<(usize, usize), Tensor>,
-    wanted: BTreeSet<String>,
-}
-
-impl<'a> ReplaceHook<'a> {
-    fn new(
-        model: &'a Model,
-        clean: &'a Run,
-        ablated: &'a Ablated,
-        start: usize,
-        replace: BTreeMap<Receiver, Vec<(Node, Option<Tensor>)>>,
-    ) -> Self {
-        let n_layers = model.cfg.n_layers;
-        let mut wanted = BTreeSet::new();
-        for l in start..n_layers {
-            wanted.insert(format!("blocks.{l}.attn.hook_z"));
-            wanted.insert(format!("blocks.{l}.hook_mlp_out"));
-        }
-        for r in replace.keys() {
-            wanted.insert(match r {
-                Receiver::Head(l, _, x) => format!("blocks.{l}.hook_{}_input", x.letter()),
-                Receiver::Mlp(l) => format!("blocks.{l}.hook_mlp_in"),
-                Receiver::Logits => format!("blocks.{}.hook_resid_post", n_layers - 1),
-            });
-        }
-        ReplaceHook {
-            model,
-            clean,
-            ablated,
-            start,
-            replace,
-            z: BTreeMap::new(),
-            mlp_out: BTreeMap::new(),
-            results: BTreeMap::new(),
-            wanted,
-        }
-    }
-
-    fn current(&mut self, u: Node) -> Result<Tensor> {
-        match u {
-            Node::Embed => Ok(self.clean.embed.clone()),
-            Node::Head(l, _) | Node::Mlp(l) if l < self.start => {
-                self.clean.sender_out(self.model, u)
-            }
-            Node::Head(l, h) => {
-                if let Some(t) = self.results.get(&(l, h)) {
-                    return Ok(t.clone());
-                }
-                let z = self.z.get(&l).ok_or_else(|| {
-                    Error::input(format!("internal: layer {l} attention not seen yet"))
-                })?;
-                let t = self.model.head_result(l, h, z)?;
-                self.results.insert((l, h), t.clone());
-                Ok(t)
-            }
-            Node::Mlp(l) => self
-                .mlp_out
-                .get(&l)
-                .cloned()
-                .ok_or_else(|| Error::input(format!("internal: MLP {l} not seen yet"))),
-        }
-    }
-
-    fn input(&mut self, r: &Receiver) -> Result<Tensor> {
-        let base = match *r {
-            Receiver::Head(l, _, _) => &self.ablated.resid[l],
-            Receiver::Mlp(l) => &self.ablated.mid[l],
-            Receiver::Logits => &self.ablated.resid[self.model.cfg.n_layers],
-        };
-        let mut x = base.clone();
-        let kept = self.replace.get(r).cloned().unwrap_or_default();
-        for (u, mask) in kept {
-            let cur = self.current(u)?;
-            let d = (cur - &self.ablated.out[&u])?;
-            x = match mask {
-                Some(m) => (x + d.broadcast_mul(&m)?)?,
-                None => (x + d)?,
-            };
-        }
-        Ok(x)
-    }
-}
-
-impl Hook for ReplaceHook<'_> {
-    fn wants(&self, name: &str) -> bool {
-        self.wanted.contains(name)
-    }
-
-    fn visit(&mut self, name: &str, act: Tensor) -> Result<Tensor> {
-        let parts: Vec<&str> = name.split('.').collect();
-        let layer: usize = parts.get(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let last = parts.last().copied().unwrap_or("");
-        match last {
-            "hook_z" => {
-                self.z.insert(layer, act.clone());
-                Ok(act)
-            }
-            "hook_mlp_out" => {
-                self.mlp_out.insert(layer, act.clone());
-                Ok(act)
-            }
-            "hook_mlp_in" => self.input(&Receiver::Mlp(layer)),
-            "hook_resid_post" => self.input(&Receiver::Logits),
-            "hook_q_input" | "hook_k_input" | "hook_v_input" => {
-                let x = match last {
-                    "hook_q_input" => Qkv::Q,
-                    "hook_k_input" => Qkv::K,
-                    _ => Qkv::V,
-                };
-                let n_heads = self.model.cfg.n_heads;
-                let mut heads = Vec::with_capacity(n_heads);
-                for h in 0..n_heads {
-                    let r = Receiver::Head(layer, h, x);
-                    if self.replace.contains_key(&r) {
-                        heads.push(self.input(&r)?);
-                    } else {
-                        heads.push(act.narrow(2, h, 1)?.squeeze(2)?);
-                    }
-                }
-                Ok(Tensor::stack(&heads, 2)?)
-            }
-            _ => Ok(act),
-        }
-    }
-}
-
 /// The clean run and the ablated values for `k` copies of the dataset (circuits evaluated
 /// together, block j = rows `j·n .. (j+1)·n`).
 struct Copies {
@@ -324,8 +188,14 @@ pub struct Evaluator<'a> {
     objective: Objective,
     /// Use the naive path: every evaluation a full forward with every removed edge patched.
     pub naive: bool,
-    /// Number of circuits evaluated so far.
+    /// Number of circuits evaluated so far (by either path).
     pub evaluations: u64,
+    /// Number of circuits evaluated by the full patched run.
+    pub full_evaluations: u64,
+    /// The one-edge evaluator the sweep's measurements use, if any.
+    screen: Option<Screen<'a>>,
+    /// The last circuits the screen measured (to compare with a re-check).
+    screened: Vec<(Vec<bool>, Measured)>,
 }
 
 impl<'a> Evaluator<'a> {
@@ -363,7 +233,28 @@ impl<'a> Evaluator<'a> {
             objective,
             naive: false,
             evaluations: 0,
+            full_evaluations: 0,
+            screen: None,
+            screened: vec![],
         })
+    }
+
+    /// Measure the sweep's circuits with a one-edge evaluator (see [`super::screen`]).
+    pub fn with_screen(mut self, screen: Screen<'a>) -> Self {
+        self.screen = Some(screen);
+        self
+    }
+
+    /// The one-edge evaluator, if any.
+    pub fn screen(&self) -> Option<&Screen<'a>> {
+        self.screen.as_ref()
+    }
+
+    fn remember(&mut self, present: Vec<bool>, m: Measured) {
+        if self.screened.len() >= 2 {
+            self.screened.remove(0);
+        }
+        self.screened.push((present, m));
     }
 
     /// The objective.
@@ -521,8 +412,8 @@ impl<'a> Evaluator<'a> {
             .min()
             .unwrap_or(n_layers);
         // Only the logits changed: no layer needs recomputing. Every sender then comes from the
-        // clean run, so the removed edges go in as patches (the replaced-input hook needs a
-        // layer to run in).
+        // clean run, so the removed edges go in as edge patches (the form the golden runs were
+        // made with).
         let ch: Vec<(Receiver, Change)> = if first == n_layers {
             ch.into_iter()
                 .map(|(r, c)| match c {
@@ -546,7 +437,6 @@ impl<'a> Evaluator<'a> {
         };
         let start = first;
         let mut patches = Patches::new();
-        let mut replace = BTreeMap::new();
         for (r, c) in ch {
             match c {
                 Change::Delta(gone) => {
@@ -559,22 +449,26 @@ impl<'a> Evaluator<'a> {
                 Change::Replace(kept) => {
                     let mut v = Vec::with_capacity(kept.len());
                     for (u, blocks) in kept {
-                        v.push((u, self.mask(k, blocks)?));
+                        let mask = self.mask(k, blocks)?;
+                        let alt = self.copies[&k].ablated.out[&u].clone();
+                        v.push(Patch {
+                            sender: u,
+                            alt,
+                            mask,
+                        });
                     }
-                    replace.insert(r, v);
+                    let base = self.copies[&k].ablated.input(&r).clone();
+                    patches.replace_input(r, base, v);
                 }
             }
         }
         let c = &self.copies[&k];
-        let mut hook = ReplaceHook::new(self.model, &c.clean, &c.ablated, start, replace);
-        let use_hook = !hook.replace.is_empty();
         let run = eval::run(
             self.model,
             &c.tokens,
             &patches,
             RunOptions {
                 logits: LogitsAt::Rows(c.end.clone()),
-                hook: if use_hook { Some(&mut hook) } else { None },
                 from: Some((&c.clean, eval::Stage::layer_start(start, n_layers))),
                 ..Default::default()
             },
@@ -586,8 +480,39 @@ impl<'a> Evaluator<'a> {
 
 impl Oracle for Evaluator<'_> {
     fn metric(&mut self, present: &[bool]) -> Result<f64> {
+        self.full_evaluations += 1;
         let logits = self.logits(present)?;
-        self.objective.value(&logits)
+        let v = self.objective.value(&logits)?;
+        if let Some(screen) = self.screen.as_mut() {
+            if let Some((_, m)) = self.screened.iter().find(|(p, _)| p == present) {
+                screen.record(*m, v);
+            }
+        }
+        Ok(v)
+    }
+
+    fn measure(&mut self, present: &[bool]) -> Result<Measured> {
+        if self.naive || self.screen.is_none() {
+            return Ok(Measured::exact(self.metric(present)?));
+        }
+        self.evaluations += 1;
+        let screen = self.screen.as_mut().expect("checked above");
+        let m = screen.measure(&self.objective, present)?;
+        self.remember(present.to_vec(), m);
+        Ok(m)
+    }
+
+    fn measure_without(&mut self, present: &[bool], unit: usize) -> Result<Measured> {
+        let mut p = present.to_vec();
+        p[unit] = false;
+        if self.naive || self.screen.is_none() {
+            return Ok(Measured::exact(self.metric(&p)?));
+        }
+        self.evaluations += 1;
+        let screen = self.screen.as_mut().expect("checked above");
+        let m = screen.measure_without(&self.objective, present, unit)?;
+        self.remember(p, m);
+        Ok(m)
     }
 
     fn metrics_dropping(&mut self, present: &[bool], drop: &[usize]) -> Result<Vec<f64>> {

@@ -372,6 +372,13 @@ pub fn run(prep: &Prepared, settings: &RunSettings) -> Result<Summary> {
     }
     let seconds = t0.elapsed().as_secs_f64();
     let finished = sweep.done(&state);
+    if let (Some(sc), super::Precision::Checked) = (ev.screen(), prep.config.dtype) {
+        log.line(&format!(
+            "checked precision: {} float64 evaluations for {} float32 ones this session; \
+             largest |float32 − float64| / bound at a re-check {:.3e}; bound violations {}",
+            ev.full_evaluations, ev.evaluations, sc.worst_ratio, sc.violations
+        ));
+    }
     write_outputs(dir, prep, &sweep, &state, clean_metric)?;
     let c = Counts::of(&state);
     if finished {

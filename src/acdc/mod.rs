@@ -4,6 +4,7 @@
 //!
 //! - [`sweep`]: the algorithm (receiver order, parent order, the τ rule, dead nodes);
 //! - [`evaluate`]: the metric of a circuit (one patched run, resumed at the first changed layer);
+//! - [`screen`]: the sweep's one-edge evaluation (float32 under `Checked`, with its bound);
 //! - [`ablation`]: corrupted, zero and mean ablation values;
 //! - [`config`], [`checkpoint`], [`output`], [`experiment`]: the run around it;
 //! - [`roc`]: ROC AUC of edge decisions against a known circuit.
@@ -15,11 +16,13 @@ pub mod evaluate;
 pub mod experiment;
 pub mod output;
 pub mod roc;
+pub mod screen;
 pub mod sweep;
 
 pub use ablation::{Ablation, MeanOptions, MeanSource, ResampleOptions};
 pub use config::{Config, Overrides, Precision};
 pub use evaluate::{Evaluator, Objective};
+pub use screen::Screen;
 pub use sweep::{Level, Oracle, Order, Sweep, SweepOptions, SweepState, Units};
 
 use crate::data::Dataset;
@@ -54,6 +57,8 @@ pub struct Prepared {
     pub lens: Vec<usize>,
     /// Hashes of config, model and dataset.
     pub identity: RunIdentity,
+    /// `Checked` precision: the float32 model that screens the edges (`model` is float64).
+    pub screen_model: Option<Model>,
 }
 
 /// SHA-256 over a model folder's `config.json` and weight files (names, sizes and bytes).
@@ -224,7 +229,11 @@ impl Prepared {
             dataset.len(),
             dataset.max_len(),
         )?;
-        Self::from_parts(config, model, dataset)
+        let mut prep = Self::from_parts(config, model, dataset)?;
+        if config.dtype == Precision::Checked {
+            prep.screen_model = Some(Model::load(&prep.model.dir, candle_core::DType::F32)?);
+        }
+        Ok(prep)
     }
 
     /// Use a model and dataset already in memory.
@@ -281,6 +290,7 @@ impl Prepared {
             groups,
             lens,
             identity,
+            screen_model: None,
         })
     }
 
@@ -369,7 +379,25 @@ impl Prepared {
         // Check the metric applies to this dataset before anything is written.
         objective.value(&objective.clean_logits)?;
         let units = Units::new(&model.cfg, self.config.level, self.sweep_options().graph);
-        Evaluator::new(
+        let one_edge = self.config.level == Level::Edges && self.config.batch <= 1;
+        let screen = match self.config.dtype {
+            Precision::F32 if one_edge => Some(Screen::new(
+                model,
+                clean.clone(),
+                ablated.clone(),
+                self.end.clone(),
+                units.clone(),
+                None,
+            )?),
+            Precision::Checked if one_edge => {
+                let m32 = self.screen_model.as_ref().ok_or_else(|| {
+                    Error::input("checked precision needs the float32 model too (set screen_model)")
+                })?;
+                Some(self.screen(m32, Some(screen::LOGIT_ERROR_FACTOR))?)
+            }
+            _ => None,
+        };
+        let ev = Evaluator::new(
             model,
             units,
             self.tokens.clone(),
@@ -377,7 +405,36 @@ impl Prepared {
             clean,
             ablated,
             objective,
-        )
+        )?;
+        Ok(match screen {
+            Some(s) => ev.with_screen(s),
+            None => ev,
+        })
+    }
+
+    /// A one-edge evaluator on `m32` (the float32 model of `Checked` precision, or any model
+    /// of this shape): its own clean run and ablation, and the logits' error bound relative to
+    /// the largest logit (`None`: no error claimed).
+    pub fn screen<'m>(&self, m32: &'m Model, relative: Option<f64>) -> Result<Screen<'m>> {
+        let clean = eval::run(
+            m32,
+            &self.tokens,
+            &Patches::new(),
+            RunOptions {
+                logits: LogitsAt::None,
+                ..Default::default()
+            },
+        )?;
+        let ablated = ablation::ablate(
+            m32,
+            &self.config.ablation,
+            &self.tokens,
+            self.source_tokens.as_ref(),
+            &self.groups,
+            &self.lens,
+        )?;
+        let units = Units::new(&m32.cfg, self.config.level, self.sweep_options().graph);
+        Screen::new(m32, clean, ablated, self.end.clone(), units, relative)
     }
 }
 

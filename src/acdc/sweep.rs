@@ -160,10 +160,42 @@ pub struct SweepState {
     pub evaluations: u64,
 }
 
+/// A metric value and a bound on its distance to the value [`Oracle::metric`] gives for the
+/// same circuit (0 when it is that value).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Measured {
+    /// The value.
+    pub value: f64,
+    /// `|value − metric(circuit)| ≤ error`.
+    pub error: f64,
+}
+
+impl Measured {
+    /// An exact value.
+    pub fn exact(value: f64) -> Self {
+        Measured { value, error: 0.0 }
+    }
+}
+
 /// Computes the metric of a circuit.
 pub trait Oracle {
-    /// The metric (to minimise) of the circuit whose units are `present`.
+    /// The metric (to minimise) of the circuit whose units are `present`, in the run's
+    /// reference precision: the sweep's decisions are those this function implies.
     fn metric(&mut self, present: &[bool]) -> Result<f64>;
+
+    /// The metric of `present`, possibly computed faster with a bounded error. The sweep calls
+    /// it when it starts a receiver.
+    fn measure(&mut self, present: &[bool]) -> Result<Measured> {
+        Ok(Measured::exact(self.metric(present)?))
+    }
+
+    /// The metric of `present` without `unit` (which is present), possibly computed faster
+    /// with a bounded error.
+    fn measure_without(&mut self, present: &[bool], unit: usize) -> Result<Measured> {
+        let mut p = present.to_vec();
+        p[unit] = false;
+        Ok(Measured::exact(self.metric(&p)?))
+    }
 
     /// The metrics of the circuits `present` minus `drop[..=j]`, for every `j`. The default
     /// evaluates them one by one.
@@ -366,54 +398,129 @@ impl Sweep {
             on_event(&Event::RemovedUntested { units: untested });
         }
         if !test.is_empty() {
-            // The reference recomputes the current metric at every node it visits.
-            let mut cur = oracle.metric(&s.present)?;
-            s.evaluations += 1;
-            let tau = self.options.tau;
-            let batch = self.options.batch.max(1);
-            let mut pos = 0;
-            while pos < test.len() {
-                let window = &test[pos..(pos + batch).min(test.len())];
-                let metrics = if window.len() == 1 {
-                    let mut p = s.present.clone();
-                    p[window[0]] = false;
-                    vec![oracle.metric(&p)?]
-                } else {
-                    oracle.metrics_dropping(&s.present, window)?
-                };
-                s.evaluations += metrics.len() as u64;
-                let mut consumed = window.len();
-                for (j, (&u, &m)) in window.iter().zip(&metrics).enumerate() {
-                    let effect = m - cur;
-                    s.effect[u] = Some(effect);
-                    let score = if self.options.abs_value_threshold {
-                        effect.abs()
-                    } else {
-                        effect
-                    };
-                    let removed = score < tau;
-                    if removed {
-                        s.present[u] = false;
-                        cur = m;
-                    }
-                    on_event(&Event::Tested {
-                        unit: u,
-                        effect,
-                        removed,
-                        metric: cur,
-                    });
-                    if !removed {
-                        // Later metrics in the window assumed this unit removed.
-                        consumed = j + 1;
-                        break;
-                    }
-                }
-                pos += consumed;
+            if self.options.batch.max(1) == 1 {
+                self.test_one_by_one(s, oracle, &test, on_event)?;
+            } else {
+                self.test_in_windows(s, oracle, &test, on_event)?;
             }
-            s.cur_metric = Some(cur);
         }
         s.next_step += 1;
         Ok(changed)
+    }
+
+    /// Whether a measured effect leads to removal (strictly below τ).
+    fn removes(&self, effect: f64) -> bool {
+        let score = if self.options.abs_value_threshold {
+            effect.abs()
+        } else {
+            effect
+        };
+        score < self.options.tau
+    }
+
+    /// Whether an effect known to within `band` could fall on either side of τ.
+    fn undecided(&self, effect: f64, band: f64) -> bool {
+        if band <= 0.0 {
+            return false;
+        }
+        let score = if self.options.abs_value_threshold {
+            effect.abs()
+        } else {
+            effect
+        };
+        // |score − score_exact| ≤ |effect − effect_exact| ≤ band (|·| is 1-Lipschitz), so a
+        // score further than band from τ has the exact score's side. Not-a-number always
+        // re-checks.
+        let gap = (score - self.options.tau).abs();
+        gap.is_nan() || gap <= band
+    }
+
+    /// Test the units one at a time, as the reference does. An effect measured with an error
+    /// bound is re-measured exactly ([`Oracle::metric`], for the circuit and for the current
+    /// one) when the bound does not settle its side of τ, so the decisions are those of exact
+    /// measurements.
+    fn test_one_by_one(
+        &self,
+        s: &mut SweepState,
+        oracle: &mut dyn Oracle,
+        test: &[usize],
+        on_event: &mut dyn FnMut(&Event),
+    ) -> Result<()> {
+        // The reference recomputes the current metric at every node it visits.
+        let mut cur = oracle.measure(&s.present)?;
+        s.evaluations += 1;
+        for &u in test {
+            let mut m = oracle.measure_without(&s.present, u)?;
+            s.evaluations += 1;
+            let mut effect = m.value - cur.value;
+            if self.undecided(effect, m.error + cur.error) {
+                if cur.error > 0.0 {
+                    cur = Measured::exact(oracle.metric(&s.present)?);
+                }
+                let mut p = s.present.clone();
+                p[u] = false;
+                m = Measured::exact(oracle.metric(&p)?);
+                effect = m.value - cur.value;
+            }
+            s.effect[u] = Some(effect);
+            let removed = self.removes(effect);
+            if removed {
+                s.present[u] = false;
+                cur = m;
+            }
+            on_event(&Event::Tested {
+                unit: u,
+                effect,
+                removed,
+                metric: cur.value,
+            });
+        }
+        s.cur_metric = Some(cur.value);
+        Ok(())
+    }
+
+    /// Test the units in windows of `batch`, each window's circuits evaluated together
+    /// assuming every earlier unit of the window removed (exact measurements only).
+    fn test_in_windows(
+        &self,
+        s: &mut SweepState,
+        oracle: &mut dyn Oracle,
+        test: &[usize],
+        on_event: &mut dyn FnMut(&Event),
+    ) -> Result<()> {
+        let mut cur = oracle.metric(&s.present)?;
+        s.evaluations += 1;
+        let batch = self.options.batch.max(1);
+        let mut pos = 0;
+        while pos < test.len() {
+            let window = &test[pos..(pos + batch).min(test.len())];
+            let metrics = oracle.metrics_dropping(&s.present, window)?;
+            s.evaluations += metrics.len() as u64;
+            let mut consumed = window.len();
+            for (j, (&u, &m)) in window.iter().zip(&metrics).enumerate() {
+                let effect = m - cur;
+                s.effect[u] = Some(effect);
+                let removed = self.removes(effect);
+                if removed {
+                    s.present[u] = false;
+                    cur = m;
+                }
+                on_event(&Event::Tested {
+                    unit: u,
+                    effect,
+                    removed,
+                    metric: cur,
+                });
+                if !removed {
+                    // Later metrics in the window assumed this unit removed.
+                    consumed = j + 1;
+                    break;
+                }
+            }
+            pos += consumed;
+        }
+        s.cur_metric = Some(cur);
+        Ok(())
     }
 
     /// The edges of the current circuit (for node level: every edge between kept nodes, the
@@ -607,6 +714,82 @@ mod tests {
         let (s, _) = run(&sweep, w);
         assert!(s.present[id("a1.h1 -> logits")]);
         assert!(!s.present[id("a1.h0 -> logits")]);
+    }
+
+    /// Additive, measured with a deterministic error of at most `bound`.
+    struct Noisy {
+        exact: Additive,
+        bound: f64,
+        rechecks: usize,
+    }
+
+    impl Noisy {
+        fn noisy(&mut self, p: &[bool]) -> Measured {
+            let v = self.exact.metric(p).unwrap();
+            self.rechecks -= 1; // not a re-check
+            let h = p.iter().enumerate().fold(7u64, |a, (i, &b)| {
+                a.wrapping_mul(31).wrapping_add(i as u64 * b as u64)
+            });
+            let frac = (h % 1000) as f64 / 999.0 * 2.0 - 1.0;
+            Measured {
+                value: v + frac * self.bound,
+                error: self.bound,
+            }
+        }
+    }
+
+    impl Oracle for Noisy {
+        fn metric(&mut self, present: &[bool]) -> Result<f64> {
+            self.rechecks += 1;
+            self.exact.metric(present)
+        }
+        fn measure(&mut self, present: &[bool]) -> Result<Measured> {
+            Ok(self.noisy(present))
+        }
+        fn measure_without(&mut self, present: &[bool], unit: usize) -> Result<Measured> {
+            let mut p = present.to_vec();
+            p[unit] = false;
+            Ok(self.noisy(&p))
+        }
+    }
+
+    #[test]
+    fn bounded_measurements_take_the_exact_decisions() {
+        let sweep = Sweep::new(&cfg(2, 2, 4), opts(0.5));
+        let n = sweep.units.len();
+        // Effects at, near and far from tau.
+        let w: Vec<f64> = (0..n)
+            .map(|i| [0.5, 0.49, 0.52, 0.1, 2.0, 0.4999][i % 6])
+            .collect();
+        let (exact, order) = run(&sweep, w.clone());
+        let mut o = Noisy {
+            exact: Additive { w, calls: vec![] },
+            bound: 0.05,
+            rechecks: 0,
+        };
+        let mut s = sweep.initial_state();
+        let mut order2 = vec![];
+        while !sweep.done(&s) {
+            sweep
+                .step(&mut s, &mut o, &mut |e| {
+                    if let Event::Tested { unit, .. } = e {
+                        order2.push(*unit)
+                    }
+                })
+                .unwrap();
+        }
+        assert_eq!(s.present, exact.present);
+        assert_eq!(order, order2);
+        assert!(o.rechecks > 0);
+        // Effects measured to within 2·bound; those exactly at tau were re-measured.
+        for (a, b) in s.effect.iter().zip(&exact.effect) {
+            if let (Some(a), Some(b)) = (a, b) {
+                assert!((a - b).abs() <= 0.1 + 1e-12);
+                if *b == 0.5 {
+                    assert_eq!(a, b);
+                }
+            }
+        }
     }
 
     #[test]

@@ -60,7 +60,7 @@ struct Args {
     /// Model: a folder, a shipped model name, or a Hugging Face id in the local cache.
     #[arg(long)]
     model: Option<String>,
-    /// f32 (default) or f64.
+    /// f32 (default), f64, or checked (float32 speed with the decisions of f64).
     #[arg(long)]
     dtype: Option<String>,
     /// Prune whole heads and MLPs instead of edges.

@@ -1,0 +1,140 @@
+//! The sweep's one-edge evaluation (`acdc::screen`, `eval::circuit_run`) against the full
+//! patched run, and `Checked` precision against `F64`.
+
+use circuitscope::acdc::{self, Config, Oracle, Precision, Prepared, Sweep, SweepState};
+use circuitscope::data::{InductionOptions, TaskSpec};
+use circuitscope::metric::Metric;
+use rand::{Rng, SeedableRng};
+use std::path::PathBuf;
+
+fn fixture(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn config(model: &str, tau: f64, metric: Metric, dtype: Precision) -> Config {
+    Config {
+        model: fixture(model),
+        task: TaskSpec::Induction(InductionOptions {
+            n: 6,
+            seed: 3,
+            prepend_bos: true,
+            seq_len: 5,
+            min_token: 0,
+            max_token: 0,
+        }),
+        n: None,
+        metric,
+        ablation: acdc::Ablation::Corrupted,
+        tau,
+        order: acdc::Order::Normal,
+        indices_order: None,
+        seed: 0,
+        level: acdc::Level::Edges,
+        split_qkv: true,
+        abs_value_threshold: false,
+        dtype,
+        batch: 1,
+    }
+}
+
+fn sweep_all(prep: &Prepared) -> (Sweep, SweepState, u64) {
+    let sweep = prep.sweep();
+    let mut ev = prep.evaluator().unwrap();
+    let mut s = sweep.initial_state();
+    while !sweep.done(&s) {
+        sweep.step(&mut s, &mut ev, &mut |_| {}).unwrap();
+    }
+    (sweep, s, ev.full_evaluations)
+}
+
+/// Removing edges one at a time from a kept run (any receiver, q/k/v edges included, the
+/// changes carried to every later receiver, the last layer at the answer rows only) gives the
+/// metric of the full patched run of the same circuit: GPT-2 (sequential residual) and Pythia
+/// (parallel residual, rotary).
+#[test]
+fn one_edge_runs_equal_full_patched_runs() {
+    for (model, ablation) in [
+        ("gpt2-tiny", acdc::Ablation::Corrupted),
+        ("gpt2-tiny", acdc::Ablation::Zero),
+        ("pythia-tiny", acdc::Ablation::Corrupted),
+    ] {
+        let mut c = config(model, 0.01, Metric::Kl, Precision::F64);
+        c.ablation = ablation.clone();
+        let prep = Prepared::new(&c).unwrap();
+        let n = prep.sweep().units.len();
+        let mut full = prep.evaluator().unwrap();
+        let mut screen = prep.screen(&prep.model, None).unwrap();
+        let objective = full.objective().clone();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        for p_keep in [1.0, 0.8, 0.4, 0.1] {
+            let mut present: Vec<bool> = (0..n).map(|_| rng.random::<f64>() < p_keep).collect();
+            let m0 = screen.measure(&objective, &present).unwrap().value;
+            let f0 = full.metric(&present).unwrap();
+            assert!(
+                (m0 - f0).abs() < 1e-10 * (1.0 + f0.abs()),
+                "{model}: {m0} vs {f0}"
+            );
+            // A chain of removals, each continuing from the previous candidate or from the
+            // current run, in the sweep's (reverse topological) order.
+            let mut units: Vec<usize> = (0..n).filter(|&i| present[i]).collect();
+            units.reverse();
+            units.truncate(12);
+            units.sort();
+            for (j, &u) in units.iter().enumerate() {
+                let m = screen.measure_without(&objective, &present, u).unwrap();
+                let mut p = present.clone();
+                p[u] = false;
+                let f = full.metric(&p).unwrap();
+                assert!(
+                    (m.value - f).abs() < 1e-10 * (1.0 + f.abs()),
+                    "{model} {ablation:?}: removing {} from a {p_keep} circuit: {} vs {f}",
+                    prep.sweep().units.name(u),
+                    m.value
+                );
+                assert_eq!(m.error, 0.0);
+                if j % 2 == 0 {
+                    present = p;
+                }
+            }
+        }
+    }
+}
+
+/// `Checked` precision takes exactly the decisions of `F64`; with a bound so wide that every
+/// effect is re-checked, it records `F64`'s effects bit for bit.
+#[test]
+fn checked_precision_decides_as_float64() {
+    for (tau, metric) in [(0.005, Metric::Kl), (0.02, Metric::Kl), (0.05, Metric::Nll)] {
+        let p64 = Prepared::new(&config("gpt2-tiny", tau, metric, Precision::F64)).unwrap();
+        let (_, s64, _) = sweep_all(&p64);
+        let pc = Prepared::new(&config("gpt2-tiny", tau, metric, Precision::Checked)).unwrap();
+        let (_, sc, _) = sweep_all(&pc);
+        assert_eq!(s64.present, sc.present, "tau {tau} {metric:?}");
+        for (a, b) in s64.effect.iter().zip(&sc.effect) {
+            match (a, b) {
+                (Some(a), Some(b)) => assert!((a - b).abs() < 1e-5, "{a} vs {b}"),
+                (None, None) => {}
+                _ => panic!("tested on one side only"),
+            }
+        }
+        // Every effect re-checked: F64's numbers exactly.
+        let m32 = pc.screen_model.as_ref().unwrap();
+        let sweep = pc.sweep();
+        let mut ev = pc
+            .evaluator()
+            .unwrap()
+            .with_screen(pc.screen(m32, Some(1e6)).unwrap());
+        let mut s = sweep.initial_state();
+        while !sweep.done(&s) {
+            sweep.step(&mut s, &mut ev, &mut |_| {}).unwrap();
+        }
+        assert_eq!(s.present, s64.present);
+        assert_eq!(s.effect, s64.effect);
+        assert!(ev.full_evaluations > 0);
+        assert_eq!(ev.screen().unwrap().violations, 0);
+    }
+}
