@@ -159,6 +159,14 @@ pub fn parents(r: &Receiver, cfg: &ModelConfig) -> Vec<Node> {
     parent_groups(r, cfg).into_iter().flatten().collect()
 }
 
+/// Every sender that feeds `r`, in the order the forward pass computes them: the embedding,
+/// then per layer its heads (ascending) and its MLP — [`parents`] reversed.
+pub fn senders(r: &Receiver, cfg: &ModelConfig) -> Vec<Node> {
+    let mut v = parents(r, cfg);
+    v.reverse();
+    v
+}
+
 /// Every receiver, in the reference's sweep order: the logits, then per layer (latest first)
 /// the MLP input, the heads' v inputs (heads descending), k inputs, q inputs.
 pub fn receivers_reverse(cfg: &ModelConfig) -> Vec<Receiver> {
