@@ -232,7 +232,7 @@ pub fn collect(
     let mut known_id = None;
     if let Some((path, key)) = &known {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let sha = crate::acdc::config::hex(&Sha256::digest(&bytes));
+        let sha = crate::experiment::hash::hex(&Sha256::digest(&bytes));
         let mut groups: Vec<String> = vec![];
         for r in &points {
             if !groups.contains(&r.group) {

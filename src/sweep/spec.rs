@@ -525,7 +525,7 @@ impl SweepPlan {
             h.update(p.config.hash().as_bytes());
             h.update([0u8]);
         }
-        crate::acdc::config::hex(&h.finalize())
+        crate::experiment::hash::hex(&h.finalize())
     }
 
     /// The index of a point given by number or by name.
