@@ -325,6 +325,21 @@ fn slurm_script_has_one_task_per_missing_point() {
     ok(&["sweep", "--out", s(&dir), "--resume", "--point", "1"]);
     ok(&["sweep", "--out", s(&dir), "--slurm"]);
     assert!(text_of(&dir.join("slurm/array.sh")).contains("#SBATCH --array=0,2\n"));
+    // The estimate from a short run: time, memory, resources to ask for; no folder written.
+    let est_dir = tmp.path().join("est");
+    let e = ok(&[
+        "sweep",
+        "--config",
+        s(&f),
+        "--out",
+        s(&est_dir),
+        "--estimate",
+    ]);
+    assert!(
+        e.contains("time per point: about") && e.contains("--time "),
+        "{e}"
+    );
+    assert!(!est_dir.exists());
     // A task of a finished point does nothing.
     let again = ok(&["sweep", "--out", s(&dir), "--resume", "--point", "tau-1e-2"]);
     assert!(again.contains("1 points done"), "{again}");

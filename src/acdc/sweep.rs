@@ -12,7 +12,7 @@
 //! checked against a brute-force evaluator.
 
 use crate::error::Result;
-use crate::graph::edges::{parent_groups, senders_reverse};
+use crate::graph::edges::{graph_heads, parent_groups, senders_reverse};
 use crate::graph::{Edge, EdgeGraph, GraphOptions, Node, Qkv, Receiver};
 use crate::model::ModelConfig;
 use rand::seq::SliceRandom;
@@ -258,13 +258,13 @@ impl Sweep {
                     }
                     if options.graph.split_qkv {
                         for x in [Qkv::V, Qkv::K, Qkv::Q] {
-                            for h in (0..cfg.n_heads).rev() {
+                            for h in graph_heads(cfg, x) {
                                 steps.push(Step::QkvEdge(l, h, x));
                             }
                         }
                     }
                     for x in [Qkv::V, Qkv::K, Qkv::Q] {
-                        for h in (0..cfg.n_heads).rev() {
+                        for h in graph_heads(cfg, x) {
                             steps.push(Step::Receiver(Receiver::Head(l, h, x)));
                         }
                     }
@@ -324,8 +324,20 @@ impl Sweep {
             Receiver::Mlp(l) => self.sender_connected(s, Node::Mlp(l)),
             Receiver::Head(l, h, x) => match self.graph().and_then(|g| g.qkv_id(l, h, x)) {
                 Some(i) => s.present[i],
-                None => self.sender_connected(s, Node::Head(l, h)),
+                None => self.input_connected(s, l, h, x),
             },
+        }
+    }
+
+    /// Whether a head input feeds a head that still has a child: a grouped k or v input feeds
+    /// every head of its key/value group.
+    fn input_connected(&self, s: &SweepState, l: usize, h: usize, x: Qkv) -> bool {
+        match x {
+            Qkv::Q => self.sender_connected(s, Node::Head(l, h)),
+            _ => self
+                .cfg
+                .kv_group(h)
+                .any(|m| self.sender_connected(s, Node::Head(l, m))),
         }
     }
 
@@ -342,7 +354,7 @@ impl Sweep {
                 let Some(i) = g.qkv_id(l, h, x) else {
                     return (vec![], vec![]);
                 };
-                if self.sender_connected(s, Node::Head(l, h)) {
+                if self.input_connected(s, l, h, x) {
                     (vec![i], vec![])
                 } else {
                     (vec![], vec![i])
@@ -588,6 +600,7 @@ mod tests {
             parallel_residual: false,
             scale_attn_by_inverse_layer_idx: false,
             bos_token_id: None,
+            arch: Default::default(),
         }
     }
 

@@ -318,10 +318,10 @@ fn run_sweep(a: &SweepArgs) -> Result<()> {
              configs/sweeps/toy-induction-tau.ron --out runs/sweep"
         );
     };
-    let (folder, checked) = folder_for(a, out)?;
     if a.estimate {
-        return estimate_point(a, &folder);
+        return estimate_point(a, out);
     }
+    let (folder, checked) = folder_for(a, out)?;
     if a.slurm {
         return write_slurm(a, &folder);
     }
@@ -460,19 +460,27 @@ fn report_outcomes(folder: &SweepFolder, outcomes: &[(usize, Outcome)]) -> Resul
     std::process::exit(1);
 }
 
-fn estimate_point(a: &SweepArgs, folder: &SweepFolder) -> Result<()> {
+/// `--estimate`: measure one point in a scratch folder; the sweep's folder is not touched.
+fn estimate_point(a: &SweepArgs, out: &Path) -> Result<()> {
+    let plan = match &a.config {
+        Some(cfg) => SweepFile::load_plan(cfg)?,
+        None => SweepFolder::open(out)?.manifest.plan,
+    };
     let i = match &a.point {
-        Some(w) => folder.manifest.plan.point_index(w)?,
+        Some(w) => plan.point_index(w)?,
         // The smallest τ keeps the most edges: the most work of the sweep's points.
-        None => (0..folder.points().len())
+        None => (0..plan.points.len())
             .min_by(|&x, &y| {
-                let (p, q) = (&folder.points()[x], &folder.points()[y]);
-                p.config.tau.total_cmp(&q.config.tau)
+                plan.points[x]
+                    .config
+                    .tau
+                    .total_cmp(&plan.points[y].config.tau)
             })
             .unwrap_or(0),
     };
-    let p = &folder.points()[i];
-    let scratch = folder.dir.join(format!(".estimate-{}", std::process::id()));
+    let p = &plan.points[i];
+    local::check_points(std::slice::from_ref(p))?;
+    let scratch = std::env::temp_dir().join(format!("acdc-estimate-{}", std::process::id()));
     eprintln!(
         "measuring point {i} {} for {} receivers…",
         p.name, a.estimate_receivers
