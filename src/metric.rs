@@ -182,6 +182,9 @@ impl Metric {
                 .map(|(r, e)| f64::from(u8::from(e.answer.contains(&(argmax(r) as u32)))))
                 .collect(),
         };
+        crate::finite::check_values(&out, |i| {
+            format!("metric {self}: row {i} of the {} dataset", ds.task)
+        })?;
         Ok(out)
     }
 
@@ -196,8 +199,10 @@ impl Metric {
                 .find(|&&t| t as usize >= vocab)
             {
                 return Err(Error::input(format!(
-                    "metric {self}: row {i} of the {} dataset names token {bad}, outside the \
-                     model's {vocab} logits; the dataset was built with another tokenizer",
+                    "metric {self}: row {i} of the {} dataset names token {bad} as an answer or \
+                     wrong token, outside the model's {vocab} logits; fix the answer ids (given by --answers \
+                     FILE.json for --tokens rows, or a JSONL file's `answer`/`wrong` fields) or \
+                     build the dataset with this model's tokenizer",
                     ds.task
                 )));
             }
@@ -272,6 +277,34 @@ fn argmax(row: &[f64]) -> usize {
         }
     }
     best
+}
+
+/// Loss recovered, `(scrubbed − baseline) / (clean − baseline)`, or why it is undefined: when
+/// clean and baseline differ by no more than the float noise of `dtype` (256 ulps of the larger
+/// of |clean|, |baseline| and 1), the ratio is noise divided by noise.
+pub fn loss_recovered(
+    scrubbed: f64,
+    baseline: f64,
+    clean: f64,
+    dtype: DType,
+) -> std::result::Result<f64, String> {
+    let eps = match dtype {
+        DType::F64 => f64::EPSILON,
+        DType::F32 => f64::from(f32::EPSILON),
+        DType::F16 => 2f64.powi(-10),
+        _ => 2f64.powi(-7),
+    };
+    let noise = 256.0 * eps * clean.abs().max(baseline.abs()).max(1.0);
+    let denom = clean - baseline;
+    if !(denom.is_finite() && scrubbed.is_finite()) || denom.abs() <= noise {
+        return Err(format!(
+            "clean ({clean:.6e}) and baseline ({baseline:.6e}) differ by {:.1e}, within the \
+             float noise of {dtype:?} ({noise:.1e}): resampling everything does not change the \
+             metric, so there is no loss to recover",
+            denom.abs()
+        ));
+    }
+    Ok((scrubbed - baseline) / denom)
 }
 
 /// The normalisation of [`Metric::NormLogitDiff`]: the mean logit differences of the clean

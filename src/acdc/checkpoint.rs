@@ -65,7 +65,12 @@ impl Checkpoint {
             )));
         }
         let text = read_to_string(&path)?;
-        let c: Checkpoint = serde_json::from_str(&text).map_err(|e| {
+        Self::from_json(&text, &path)
+    }
+
+    /// Parse and check the text of a checkpoint; `path` names it in messages.
+    pub fn from_json(text: &str, path: &Path) -> Result<Checkpoint> {
+        let c: Checkpoint = serde_json::from_str(text).map_err(|e| {
             Error::input(format!(
                 "{}:{}:{}: not a readable ACDC checkpoint ({e}); it is damaged or from another \
                  program — start the run again with --force",
@@ -88,6 +93,26 @@ impl Checkpoint {
                 path.display(),
                 c.units,
                 c.state.present.len()
+            )));
+        }
+        if c.state.next_step > c.steps {
+            return Err(Error::input(format!(
+                "{}: the checkpoint is at step {} of a sweep of {} steps; it is damaged — start \
+                 the run again with --force",
+                path.display(),
+                c.state.next_step,
+                c.steps
+            )));
+        }
+        let finite = |x: &f64| x.is_finite();
+        if !finite(&c.clean_metric)
+            || !c.state.cur_metric.as_ref().is_none_or(finite)
+            || !c.state.effect.iter().flatten().all(finite)
+        {
+            return Err(Error::input(format!(
+                "{}: the checkpoint holds a non-finite metric; it is damaged — start the run \
+                 again with --force",
+                path.display()
             )));
         }
         Ok(c)

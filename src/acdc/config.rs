@@ -165,24 +165,25 @@ impl Overrides {
 impl Config {
     /// Parse RON text; `name` (the file) is used in messages.
     pub fn from_ron(text: &str, name: &str) -> Result<Config> {
-        let c: Config = crate::data::task::ron_options()
-            .from_str(text)
-            .map_err(|e| {
-                Error::input(format!(
-                    "{name}:{}:{}: {}; an ACDC config looks like AcdcConfig(model: \"toy-ioi\", \
-                     task: Ioi(n: 100, flip: \"ABB->XYZ, BAB->XYZ\"), metric: Kl, ablation: \
-                     Corrupted, tau: 0.01) (see configs/acdc/)",
-                    e.position.line, e.position.col, e.code
-                ))
-            })?;
+        let c: Config = crate::ron_file::parse(
+            text,
+            Path::new(name),
+            "an ACDC config looks like AcdcConfig(model: \"toy-ioi\", task: Ioi(n: 100, flip: \
+             \"ABB->XYZ, BAB->XYZ\"), metric: Kl, ablation: Corrupted, tau: 0.01) (see \
+             configs/acdc/)",
+        )?;
         c.validate(name)?;
         Ok(c)
     }
 
-    /// Read a config file.
+    /// Read a config file; relative paths in it (`model`, a JSONL task's `path`) are relative
+    /// to the file's folder.
     pub fn load(path: &Path) -> Result<Config> {
         let text = read_to_string(path)?;
-        Self::from_ron(&text, &path.display().to_string())
+        let mut c = Self::from_ron(&text, &path.display().to_string())?;
+        c.model = crate::ron_file::model_spec(path, &c.model)?;
+        crate::ron_file::resolve_task_paths(&mut c.task, path);
+        Ok(c)
     }
 
     /// Check values that parse but make no sense.

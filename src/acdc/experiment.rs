@@ -67,9 +67,10 @@ pub struct Summary {
     pub seconds: f64,
 }
 
-/// Whether `dir` holds files of a run.
+/// Whether `dir` holds results of a run. A folder with only `config.ron` (and the log) holds
+/// none: the run was stopped before its first checkpoint.
 pub fn holds_run(dir: &Path) -> bool {
-    RUN_FILES.iter().any(|f| dir.join(f).exists())
+    RUN_FILES[1..5].iter().any(|f| dir.join(f).exists())
 }
 
 /// The config saved in a run's folder.
@@ -106,7 +107,7 @@ pub fn check_same_config(dir: &Path, saved: &Config, given: &Config) -> Result<(
 pub fn prepare_out(settings: &RunSettings) -> Result<()> {
     let dir = &settings.out;
     if settings.resume {
-        if !dir.join(CHECKPOINT).is_file() {
+        if !dir.join(CHECKPOINT).is_file() && !dir.join(RUN_FILES[0]).is_file() {
             return Err(Error::input(format!(
                 "{}: no checkpoint.json here, nothing to resume; start the run with --out {} \
                  (without --resume)",
@@ -116,12 +117,7 @@ pub fn prepare_out(settings: &RunSettings) -> Result<()> {
         }
         return Ok(());
     }
-    if dir.exists() && !dir.is_dir() {
-        return Err(Error::input(format!(
-            "--out {}: exists and is not a folder",
-            dir.display()
-        )));
-    }
+    crate::error::check_output_dir(dir, "--out")?;
     if holds_run(dir) && !settings.force {
         return Err(Error::input(format!(
             "--out {}: this folder already holds an ACDC run's results; continue it with \
@@ -208,7 +204,9 @@ pub fn run(prep: &Prepared, settings: &RunSettings) -> Result<Summary> {
     prepare_out(settings)?;
     let dir = &settings.out;
     let sweep = prep.sweep();
-    let mut state = if settings.resume {
+    // A run killed before its first checkpoint left only config.ron: resuming it starts it.
+    let resume = settings.resume && dir.join(CHECKPOINT).is_file();
+    let mut state = if resume {
         let ck = Checkpoint::load(dir)?;
         ck.check_identity(dir, &prep.identity, sweep.units.len())?;
         if ck.steps != sweep.steps.len() {
@@ -229,7 +227,7 @@ pub fn run(prep: &Prepared, settings: &RunSettings) -> Result<Summary> {
 
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     remove_stale_temps(dir);
-    if !settings.resume {
+    if !resume {
         for f in RUN_FILES {
             let p = dir.join(f);
             if p.exists() {
@@ -240,7 +238,7 @@ pub fn run(prep: &Prepared, settings: &RunSettings) -> Result<Summary> {
     }
     let mut log = Log::open(dir)?;
     let c0 = Counts::of(&state);
-    if settings.resume {
+    if resume {
         log.line(&format!(
             "resumed at step {}/{} ({} of {} units decided, {} kept)",
             state.next_step,

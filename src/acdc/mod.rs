@@ -133,9 +133,16 @@ pub fn check_alignment(ds: &Dataset) -> Result<()> {
 impl Prepared {
     /// Load the model, build the dataset and check it.
     pub fn new(config: &Config) -> Result<Prepared> {
+        crate::memory::check_task(&config.task_with_n(), "the ACDC config (or --n)")?;
         let model = Model::load_spec(&config.model, config.dtype.dtype())?;
         let tok = Tokenizer::from_model_dir(&model.dir)?;
         let dataset = config.task_with_n().build(&tok)?;
+        crate::memory::check_forward(
+            "the ACDC config (or --n)",
+            &model.cfg,
+            dataset.len(),
+            dataset.max_len(),
+        )?;
         let mut prep = Self::from_parts(config, model, dataset)?;
         if config.dtype == Precision::Checked {
             prep.screen_model = Some(Model::load(&prep.model.dir, candle_core::DType::F32)?);

@@ -114,6 +114,10 @@ struct Args {
     /// The τ values of --roc: LO:HI:N, N values evenly spaced in log10 from 10^LO to 10^HI.
     #[arg(long, default_value = "-6:0:31", allow_hyphen_values = true)]
     taus: String,
+    /// Memory limit for the size checks made before anything is allocated (e.g. 64G; default:
+    /// this machine's memory).
+    #[arg(long, value_name = "SIZE")]
+    max_memory: Option<String>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -168,6 +172,8 @@ fn roc(a: &Args, truth_path: &std::path::Path) -> Result<()> {
     if taus.is_empty() {
         anyhow::bail!("--taus {}: N must be at least 1 (e.g. -6:0:31)", a.taus);
     }
+    // Before the sweep: a file in the way would only show when roc.json is written.
+    circuitscope::error::check_output_dir(out, "--out")?;
     let roc_path = out.join("roc.json");
     if roc_path.exists() && !a.force {
         anyhow::bail!(
@@ -344,6 +350,10 @@ fn main() {
     } else if let Some(n) = args.threads {
         // Before any tensor work: the thread pools read it once, when they start.
         std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
+    }
+    if let Some(m) = &args.max_memory {
+        // Before any work: the library's size checks read it.
+        std::env::set_var(circuitscope::memory::LIMIT_ENV, m);
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));

@@ -45,10 +45,18 @@ struct Args {
     /// Compute in f32 or f64.
     #[arg(long, default_value = "f32")]
     dtype: String,
+    /// Memory limit for the size checks made before anything is allocated (e.g. 64G; default:
+    /// this machine's memory).
+    #[arg(long, value_name = "SIZE")]
+    max_memory: Option<String>,
 }
 
 fn main() {
     let args = Args::parse();
+    if let Some(m) = &args.max_memory {
+        // Before any work: the library's size checks read it.
+        std::env::set_var(circuitscope::memory::LIMIT_ENV, m);
+    }
     if let Err(e) = run(&args) {
         eprintln!("error: {e:#}");
         std::process::exit(2);
@@ -56,20 +64,21 @@ fn main() {
 }
 
 fn run(a: &Args) -> Result<()> {
+    if a.seeds == 0 {
+        anyhow::bail!("--seeds 0: give at least 1 (the number of sampling seeds to run)");
+    }
     let dtype = match a.dtype.as_str() {
         "f32" => candle_core::DType::F32,
         "f64" => candle_core::DType::F64,
         other => anyhow::bail!("--dtype {other}: expected f32 or f64"),
     };
-    for p in [&a.json, &a.dump_samples, &a.lines].into_iter().flatten() {
-        if let Some(parent) = p.parent().filter(|x| !x.as_os_str().is_empty()) {
-            if !parent.is_dir() {
-                anyhow::bail!(
-                    "{}: the folder {} does not exist",
-                    p.display(),
-                    parent.display()
-                );
-            }
+    for (p, flag) in [
+        (&a.json, "--json"),
+        (&a.dump_samples, "--dump-samples"),
+        (&a.lines, "--lines"),
+    ] {
+        if let Some(p) = p {
+            circuitscope::error::check_output_file(p, flag)?;
         }
     }
     let prepared = scrub::prepare(&a.hypothesis, a.model.as_deref())?;
@@ -148,8 +157,11 @@ fn print_summary(r: &scrub::ScrubResult) {
         "baseline        {:>10.4} ± {:.4}   (everything resampled)",
         r.baseline.mean, r.baseline.se
     );
-    println!("loss recovered  {:>9.1}%", 100.0 * r.loss_recovered);
-    if r.seeds.len() > 1 {
+    match &r.loss_recovered_undefined {
+        Some(why) => println!("loss recovered  undefined: {why}"),
+        None => println!("loss recovered  {:>9.1}%", 100.0 * r.loss_recovered),
+    }
+    if r.seeds.len() > 1 && r.loss_recovered_undefined.is_none() {
         println!(
             "across {} seeds: scrubbed {:.4} ± {:.4}, loss recovered {:.1}% ± {:.1}%",
             r.seeds.len(),

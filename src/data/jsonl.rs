@@ -83,7 +83,7 @@ pub fn parse(text: &str, name: &str, opts: &JsonlOptions, tok: &Tokenizer) -> Re
         };
         let tokens = match obj.get("tokens") {
             Some(t) => ids(t).ok_or_else(|| at("tokens", "must be a list of token ids".into()))?,
-            None => tok.to_tokens(&prompt, opts.prepend_bos)?,
+            None => known_words(&prompt, opts.prepend_bos, tok).map_err(|m| at("prompt", m))?,
         };
         if tokens.is_empty() {
             return Err(at("prompt", "tokenizes to no tokens".into()));
@@ -117,7 +117,9 @@ pub fn parse(text: &str, name: &str, opts: &JsonlOptions, tok: &Tokenizer) -> Re
                 ids(t)
                     .ok_or_else(|| at("corrupted_tokens", "must be a list of token ids".into()))?,
             ),
-            (None, Some(c)) => Some(tok.to_tokens(c, opts.prepend_bos)?),
+            (None, Some(c)) => {
+                Some(known_words(c, opts.prepend_bos, tok).map_err(|m| at("corrupted", m))?)
+            }
             (None, None) => None,
         };
         let mut features = BTreeMap::new();
@@ -197,6 +199,33 @@ pub fn parse(text: &str, name: &str, opts: &JsonlOptions, tok: &Tokenizer) -> Re
     })
 }
 
+/// Tokens of `text`, refusing words the vocabulary lacks (they would all become the same
+/// unknown token, silently changing the prompt).
+fn known_words(
+    text: &str,
+    prepend_bos: bool,
+    tok: &Tokenizer,
+) -> std::result::Result<Vec<u32>, String> {
+    let (ids, offsets) = tok
+        .encode_with_offsets(text, prepend_bos)
+        .map_err(|e| e.to_string())?;
+    let Some(unk) = tok.unk_token_id() else {
+        return Ok(ids);
+    };
+    for (&id, &(a, b)) in ids.iter().zip(&offsets) {
+        let word = text.get(a..b).unwrap_or("");
+        if id == unk && word.trim() != tok.id_token(unk).unwrap_or_default() {
+            return Err(format!(
+                "the word {word:?} (at byte {a}) is not in the vocabulary of {} and would become \
+                 {}; use words the model knows, or give token ids in `tokens`",
+                tok.source().display(),
+                tok.id_token(unk).unwrap_or_default()
+            ));
+        }
+    }
+    Ok(ids)
+}
+
 fn ids(v: &Value) -> Option<Vec<u32>> {
     v.as_array()?
         .iter()
@@ -209,10 +238,18 @@ fn token_set(v: &Value, tok: &Tokenizer) -> std::result::Result<Vec<u32>, String
     let one = |x: &Value| -> std::result::Result<u32, String> {
         match x {
             Value::String(s) => tok.single_token(s).ok_or_else(|| {
-                let n = tok.to_tokens(s, false).map(|t| t.len()).unwrap_or(0);
+                let ids = tok.to_tokens(s, false).unwrap_or_default();
+                if ids.len() == 1 && Some(ids[0]) == tok.unk_token_id() {
+                    return format!(
+                        "{s:?} is not in the vocabulary of {} (it would become the unknown \
+                         token); answers must be words the model knows",
+                        tok.source().display()
+                    );
+                }
                 format!(
-                    "{s:?} is {n} tokens, not one; answers must be single tokens (write them as \
-                     they follow the prompt, usually with a leading space)"
+                    "{s:?} is {} tokens, not one; answers must be single tokens (write them as \
+                     they follow the prompt, usually with a leading space)",
+                    ids.len()
                 )
             }),
             Value::Number(n) => n

@@ -92,13 +92,11 @@ impl TaskSpec {
     /// Parse a task from RON text (`name` is used in messages), written in the short form
     /// `Ioi(n: 10, flip: "IO")` (see [`ron_options`]).
     pub fn from_ron(text: &str, name: &str) -> Result<TaskSpec> {
-        ron_options().from_str(text).map_err(|e| {
-            Error::input(format!(
-                "{name}:{}:{}: {}; a task looks like Ioi(prompt_type: Baba, n: 200, \
-                 templates: 1, seed: 42)",
-                e.position.line, e.position.col, e.code
-            ))
-        })
+        crate::ron_file::parse(
+            text,
+            std::path::Path::new(name),
+            "a task looks like Ioi(prompt_type: Baba, n: 200, templates: 1, seed: 42)",
+        )
     }
 }
 
@@ -106,7 +104,5 @@ impl TaskSpec {
 /// newtype variants unwrapped (`Ioi(n: 10)`) and implicit `Some` (`flip: "IO"`). Use these
 /// options to parse any file that embeds a [`TaskSpec`].
 pub fn ron_options() -> ron::Options {
-    ron::Options::default()
-        .with_default_extension(ron::extensions::Extensions::UNWRAP_VARIANT_NEWTYPES)
-        .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME)
+    crate::ron_file::options()
 }

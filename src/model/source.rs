@@ -90,7 +90,9 @@ impl TensorSource {
         for n in names {
             if let Some(t) = self.tensors.get(n) {
                 self.check_shape(n, t.dims(), shape)?;
-                return Ok(t.to_dtype(dtype)?);
+                let t = t.to_dtype(dtype)?;
+                crate::finite::check_weight(&t, n, &self.origin)?;
+                return Ok(t);
             }
             if let Some(&i) = self.index.get(n) {
                 return self.load_mapped(i, n, shape, dtype);
@@ -151,6 +153,7 @@ impl TensorSource {
         }
         let raw = Tensor::from_raw_buffer(&f.map[start..end], file_dtype, shape, &Device::Cpu)?;
         let t = raw.to_dtype(dtype)?;
+        crate::finite::check_weight(&t, name, &f.path)?;
         // The bytes are copied: give the mapped pages back so that the file and the
         // converted weights are never resident together.
         // SAFETY: the mapping is read-only and file-backed; after DONTNEED a later read of

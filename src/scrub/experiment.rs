@@ -43,6 +43,7 @@ pub fn prepare(path: &Path, model: Option<&str>) -> Result<PreparedHypothesis> {
     })?;
     let cfg = ModelConfig::from_dir(&model_dir)?;
     let tok = Tokenizer::from_model_dir(&model_dir)?;
+    crate::memory::check_task(&file.task, &path.display().to_string())?;
     let dataset = file
         .task
         .build(&tok)
@@ -67,6 +68,16 @@ pub fn prepare(path: &Path, model: Option<&str>) -> Result<PreparedHypothesis> {
             cfg.d_vocab
         )));
     }
+    if dataset.len() < 2 {
+        return Err(Error::input(format!(
+            "{}: the task gives N = {} example; scrub reports each metric with its standard \
+             error, which needs N ≥ 2: raise the task's n",
+            path.display(),
+            dataset.len()
+        )));
+    }
+    let who = path.display().to_string();
+    crate::memory::check_forward(&who, &cfg, dataset.len(), dataset.max_len())?;
     let hypothesis = Hypothesis::resolve(file, text, path, &cfg, &dataset)?;
     let plan = Plan::explore(&hypothesis, &cfg, dataset.len(), dataset.max_len())?;
     Ok(PreparedHypothesis {
@@ -107,6 +118,9 @@ pub struct SeedResult {
     pub baseline: Stat,
     /// (scrubbed − baseline) / (clean − baseline).
     pub loss_recovered: f64,
+    /// Why loss recovered is undefined (then it is NaN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_recovered_undefined: Option<String>,
 }
 
 /// Hashes that pin a result to its inputs.
@@ -145,6 +159,10 @@ pub struct ScrubResult {
     pub baseline: Stat,
     /// Loss recovered for the first seed.
     pub loss_recovered: f64,
+    /// Why loss recovered is undefined (then it is NaN): clean and baseline differ by no more
+    /// than float noise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_recovered_undefined: Option<String>,
     /// Per seed.
     pub seeds: Vec<SeedResult>,
     /// Across seeds: the scrubbed mean's mean and standard error.
@@ -236,11 +254,14 @@ impl Base<'_> {
         let clean = Stat::of(&scorer.per_example(&scorer.clean_logits)?);
         let baseline = Stat::of(&scorer.per_example(&base_logits)?);
         let scrubbed = Stat::of(&scorer.per_example(&scrub_logits)?);
-        let denom = clean.mean - baseline.mean;
-        let loss_recovered = if denom == 0.0 {
-            f64::NAN
-        } else {
-            (scrubbed.mean - baseline.mean) / denom
+        let (loss_recovered, loss_recovered_undefined) = match metric::loss_recovered(
+            scrubbed.mean,
+            baseline.mean,
+            clean.mean,
+            self.model.dtype,
+        ) {
+            Ok(x) => (x, None),
+            Err(why) => (f64::NAN, Some(why)),
         };
         Ok(SeedRun {
             result: SeedResult {
@@ -248,6 +269,7 @@ impl Base<'_> {
                 scrubbed,
                 baseline,
                 loss_recovered,
+                loss_recovered_undefined,
             },
             clean,
             forward_equivalents: pure.forwards as f64 + patched,
@@ -308,6 +330,7 @@ pub fn run(
         scrubbed: first.scrubbed,
         baseline: first.baseline,
         loss_recovered: first.loss_recovered,
+        loss_recovered_undefined: first.loss_recovered_undefined.clone(),
         scrubbed_across_seeds: Stat::of(&means),
         loss_recovered_across_seeds: Stat::of(&lrs),
         seeds: out_seeds,
@@ -331,7 +354,14 @@ pub fn run(
 
 /// Load the model a prepared hypothesis names, with a message that says how to get it.
 pub fn load_model(p: &PreparedHypothesis, dtype: DType) -> Result<Model> {
+    let has_weights = ["model.safetensors", "model.safetensors.index.json"]
+        .iter()
+        .any(|f| p.model_dir.join(f).is_file());
     Model::load(&p.model_dir, dtype).map_err(|e| {
+        if has_weights {
+            // The weights are there but bad: the message says what is wrong with them.
+            return e;
+        }
         Error::input(format!(
             "{e}\nscrub needs the weights of '{}' in {}: give --model DIR with a folder holding \
              config.json, model.safetensors and tokenizer.json (e.g. GPT-2 small saved by \

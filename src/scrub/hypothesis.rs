@@ -184,27 +184,63 @@ pub struct Hypothesis {
     pub nodes: Vec<InterpNode>,
 }
 
-/// Parse a hypothesis file (syntax only).
+/// Parse a hypothesis file (syntax only). Relative paths in it (`model`, a JSONL task's
+/// `path`, `Fixed` samplers' files) are relative to the file's folder; the first two are made
+/// absolute here.
 pub fn parse_file(path: &Path) -> Result<(HypothesisFile, String)> {
     let text = crate::error::read_to_string(path)?;
-    let file = parse_str(&text, path)?;
+    let mut file = parse_str(&text, path)?;
+    file.model = crate::ron_file::model_spec(path, &file.model)?;
+    crate::ron_file::resolve_task_paths(&mut file.task, path);
     Ok((file, text))
 }
 
 /// Parse hypothesis text; `path` names it in errors.
 pub fn parse_str(text: &str, path: &Path) -> Result<HypothesisFile> {
-    crate::data::task::ron_options()
-        .from_str::<HypothesisFile>(text)
-        .map_err(|e| {
-            Error::input(format!(
-                "{}:{}:{}: {}\n  (a hypothesis is `Hypothesis(name: …, model: …, task: …, metric: \
-                 …, root: Node(…))`; see hypotheses/ for examples)",
-                path.display(),
-                e.position.line,
-                e.position.col,
-                e.code
-            ))
-        })
+    crate::ron_file::parse(
+        text,
+        path,
+        "a hypothesis is `Hypothesis(name: …, model: …, task: …, metric: …, root: Node(…))`; \
+         see hypotheses/ for examples",
+    )
+}
+
+/// The rows of a `Fixed(file)` sampler written in the hypothesis `hyp`: a JSON list of `n` row
+/// indices below `n`, in `file` relative to the hypothesis's folder. Errors name the path tried.
+pub fn read_fixed_rows(
+    hyp: &Path,
+    file: &str,
+    n: usize,
+) -> std::result::Result<Vec<usize>, String> {
+    let path = crate::ron_file::resolve(hyp, file);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        format!(
+            "cannot read {} ({e}); the path is relative to the hypothesis file's folder",
+            path.display()
+        )
+    })?;
+    let rows: Vec<usize> = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "{}:{}:{}: expected a JSON list of row indices ({e})",
+            path.display(),
+            e.line(),
+            e.column()
+        )
+    })?;
+    if rows.len() != n {
+        return Err(format!(
+            "{} lists {} rows but the dataset has {n}; list one row index per example",
+            path.display(),
+            rows.len()
+        ));
+    }
+    if let Some(bad) = rows.iter().find(|&&r| r >= n) {
+        return Err(format!(
+            "{}: row {bad} is past the dataset's {n} rows (indices start at 0)",
+            path.display()
+        ));
+    }
+    Ok(rows)
 }
 
 /// Line and column (1-based) of the first occurrence of `needle` at or after `from`.
@@ -347,6 +383,11 @@ impl Hypothesis {
                     return Err(self.err_at((l, c), format!("'{node}': Same([\"{f}\"]): {e}")));
                 }
             }
+        }
+        if let SamplerSpec::Fixed(file) = s {
+            let at = locate(&self.text, &format!("\"{file}\""), 0).map_or(loc, |(l, c, _)| (l, c));
+            read_fixed_rows(&self.path, file, ds.len())
+                .map_err(|e| self.err_at(at, format!("'{node}': Fixed(\"{file}\"): {e}")))?;
         }
         Ok(())
     }

@@ -57,7 +57,6 @@ impl Samples {
 /// Draw every node's datasets with `seed`.
 pub fn sample(h: &Hypothesis, ds: &Dataset, n: usize, seed: u64) -> Result<Samples> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let base_dir = h.path.parent().unwrap_or(Path::new("."));
     let mut groups = FeatureGroups::default();
     let reference: Vec<usize> = (0..n).collect();
     let mut nodes: Vec<NodeSamples> = Vec::with_capacity(h.nodes.len());
@@ -72,7 +71,7 @@ pub fn sample(h: &Hypothesis, ds: &Dataset, n: usize, seed: u64) -> Result<Sampl
             ds,
             &mut rng,
             &mut groups,
-            base_dir,
+            &h.path,
             &node.name,
         )?;
         let other_inputs = if node.is_leaf() && i != 0 {
@@ -84,7 +83,7 @@ pub fn sample(h: &Hypothesis, ds: &Dataset, n: usize, seed: u64) -> Result<Sampl
                 ds,
                 &mut rng,
                 &mut groups,
-                base_dir,
+                &h.path,
                 &node.name,
             )?)
         };
@@ -138,7 +137,7 @@ fn draw(
     ds: &Dataset,
     rng: &mut ChaCha8Rng,
     groups: &mut FeatureGroups,
-    base_dir: &Path,
+    hypothesis: &Path,
     node: &str,
 ) -> Result<Vec<usize>> {
     let total = ds.len();
@@ -158,28 +157,19 @@ fn draw(
                 .collect()
         }
         SamplerSpec::Fixed(file) => {
-            let path = base_dir.join(file);
-            let text = crate::error::read_to_string(&path)?;
-            let rows: Vec<usize> = serde_json::from_str(&text).map_err(|e| {
-                Error::input(format!(
-                    "{}:{}:{}: Fixed sampler of '{node}': expected a JSON list of row indices: {e}",
-                    path.display(),
-                    e.line(),
-                    e.column()
-                ))
-            })?;
+            let rows =
+                super::hypothesis::read_fixed_rows(hypothesis, file, total).map_err(|e| {
+                    Error::input(format!(
+                        "{}: Fixed sampler of '{node}': {e}",
+                        hypothesis.display()
+                    ))
+                })?;
             if rows.len() != parent.len() {
                 return Err(Error::input(format!(
                     "{}: Fixed sampler of '{node}' lists {} rows but the experiment has {}",
-                    path.display(),
+                    hypothesis.display(),
                     rows.len(),
                     parent.len()
-                )));
-            }
-            if let Some(bad) = rows.iter().find(|&&r| r >= total) {
-                return Err(Error::input(format!(
-                    "{}: row {bad} is past the dataset's {total} rows",
-                    path.display()
                 )));
             }
             rows

@@ -122,14 +122,11 @@ impl TrainConfig {
 
     /// Parse RON text (`name` is used in messages).
     pub fn from_ron(text: &str, name: &str) -> Result<Self> {
-        let cfg: TrainConfig = crate::data::task::ron_options()
-            .from_str(text)
-            .map_err(|e| {
-                Error::input(format!(
-                    "{name}:{}:{}: {}; see configs/train/toy-ioi.ron for a complete example",
-                    e.position.line, e.position.col, e.code
-                ))
-            })?;
+        let cfg: TrainConfig = crate::ron_file::parse(
+            text,
+            Path::new(name),
+            "see configs/train/toy-ioi.ron for a complete example",
+        )?;
         cfg.check(name)?;
         Ok(cfg)
     }

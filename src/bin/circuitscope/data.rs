@@ -183,6 +183,7 @@ pub fn run(args: &DataArgs) -> anyhow::Result<()> {
     };
     let dir = circuitscope::model::resolve::resolve_model(model)?;
     let tok = Tokenizer::from_model_dir(&dir)?;
+    circuitscope::memory::check_task(&spec, "--n")?;
     let ds = spec.build(&tok)?;
     circuitscope::error::write_atomic(out, ds.to_jsonl().as_bytes())
         .with_context(|| format!("writing {}", out.display()))?;

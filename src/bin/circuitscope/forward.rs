@@ -53,17 +53,14 @@ pub fn run(a: &ForwardArgs) -> Result<()> {
         (None, Some(path)) => (read_tokens(path)?, None),
         (None, None) => anyhow::bail!("give --prompt TEXT or --tokens FILE.json"),
     };
-    if let Some(out) = &a.out {
-        let parent = out.parent().filter(|p| !p.as_os_str().is_empty());
-        if let Some(p) = parent {
-            if !p.is_dir() {
-                anyhow::bail!(
-                    "--out {}: the folder {} does not exist",
-                    out.display(),
-                    p.display()
-                );
-            }
-        }
+    match &a.out {
+        Some(out) => circuitscope::error::check_output_file(out, "--out")?,
+        None if tok.is_none() => anyhow::bail!(
+            "--tokens without --out would compute and show nothing: give --out \
+             FILE.safetensors to save the logits (and --cache activations), or --prompt TEXT to \
+             see the top next tokens"
+        ),
+        None => {}
     }
     let model = Model::load(&dir, dtype)?;
     let tokens = model

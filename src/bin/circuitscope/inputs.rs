@@ -136,16 +136,7 @@ impl OutputArgs {
 }
 
 fn check_parent(p: &Path) -> Result<()> {
-    if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.is_dir() {
-            bail!(
-                "{}: the folder {} does not exist; create it first",
-                p.display(),
-                dir.display()
-            );
-        }
-    }
-    Ok(())
+    Ok(circuitscope::error::check_output_file(p, "output")?)
 }
 
 /// A model, its tokenizer (when it has one) and the rows.

@@ -25,6 +25,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Memory limit for the size checks made before anything is allocated (e.g. 64G; default:
+    /// this machine's memory).
+    #[arg(long, global = true, value_name = "SIZE")]
+    max_memory: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -57,6 +61,10 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    if let Some(m) = &cli.max_memory {
+        // Before any work: the library's size checks read it.
+        std::env::set_var(circuitscope::memory::LIMIT_ENV, m);
+    }
     util::init_logging();
     let res = match &cli.command {
         Command::Forward(a) => forward::run(a),

@@ -47,17 +47,7 @@ pub fn save_safetensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Resul
         };
         data.push((k.clone(), d));
     }
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    if !dir.is_dir() {
-        anyhow::bail!(
-            "{}: the folder {} does not exist",
-            path.display(),
-            dir.display()
-        );
-    }
+    circuitscope::error::check_output_file(path, "output")?;
     safetensors::write(path, &data, &Default::default())?;
     Ok(())
 }
