@@ -18,6 +18,18 @@ pub fn options() -> ron::Options {
         .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME)
 }
 
+/// A value as RON in the form every reader here parses back: struct names written, newtype
+/// variants unwrapped and `Some` implicit (what a run folder keeps as `config.ron`).
+pub fn to_pretty<T: serde::Serialize>(value: &T) -> String {
+    let pretty = ron::ser::PrettyConfig::new().struct_names(true).extensions(
+        ron::extensions::Extensions::UNWRAP_VARIANT_NEWTYPES
+            | ron::extensions::Extensions::IMPLICIT_SOME,
+    );
+    options()
+        .to_string_pretty(value, pretty)
+        .unwrap_or_default()
+}
+
 /// Parse RON `text`; `path` names it in errors and `example` (what a valid file looks like, or
 /// where to find one) ends the message.
 pub fn parse<T: DeserializeOwned>(text: &str, path: &Path, example: &str) -> Result<T> {

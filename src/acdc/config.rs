@@ -270,13 +270,7 @@ impl Config {
 
     /// The config as RON (what `--out DIR` keeps as `config.ron`).
     pub fn to_ron(&self) -> String {
-        let pretty = ron::ser::PrettyConfig::new().struct_names(true).extensions(
-            ron::extensions::Extensions::UNWRAP_VARIANT_NEWTYPES
-                | ron::extensions::Extensions::IMPLICIT_SOME,
-        );
-        crate::data::task::ron_options()
-            .to_string_pretty(self, pretty)
-            .unwrap_or_default()
+        crate::ron_file::to_pretty(self)
     }
 
     /// A hash of every setting (SHA-256 of the canonical JSON).

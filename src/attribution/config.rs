@@ -129,16 +129,13 @@ impl Config {
 
     /// Parse RON text; `name` (the file) is used in messages.
     pub fn from_ron(text: &str, name: &str) -> Result<Config> {
-        let c: Config = crate::data::task::ron_options()
-            .from_str(text)
-            .map_err(|e| {
-                Error::input(format!(
-                    "{name}:{}:{}: {}; an attribution config looks like AttributionConfig(model: \
-                     \"toy-ioi\", task: Ioi(n: 100, flip: \"ABB->XYZ, BAB->XYZ\"), metric: \
-                     LogitDiff, method: EapIg, ig_steps: 5) (see configs/attribution/)",
-                    e.position.line, e.position.col, e.code
-                ))
-            })?;
+        let c: Config = crate::ron_file::parse(
+            text,
+            Path::new(name),
+            "an attribution config looks like AttributionConfig(model: \"toy-ioi\", task: \
+             Ioi(n: 100, flip: \"ABB->XYZ, BAB->XYZ\"), metric: LogitDiff, method: EapIg, \
+             ig_steps: 5) (see configs/attribution/)",
+        )?;
         c.validate(name)?;
         Ok(c)
     }
@@ -253,12 +250,6 @@ impl Config {
 
     /// The config as RON.
     pub fn to_ron(&self) -> String {
-        let pretty = ron::ser::PrettyConfig::new().struct_names(true).extensions(
-            ron::extensions::Extensions::UNWRAP_VARIANT_NEWTYPES
-                | ron::extensions::Extensions::IMPLICIT_SOME,
-        );
-        crate::data::task::ron_options()
-            .to_string_pretty(self, pretty)
-            .unwrap_or_default()
+        crate::ron_file::to_pretty(self)
     }
 }
