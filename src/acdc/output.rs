@@ -18,6 +18,18 @@ pub const CIRCUIT_FORMAT: &str = "circuitscope-acdc-circuit/1";
 /// Diagrams with more edges than this show the largest effects only.
 pub const MAX_DIAGRAM_EDGES: usize = 400;
 
+/// `(sender, receiver)` names of an edge as `circuit.json` writes them: a q/k/v edge goes from
+/// the head's input (`a1.h2.q`) to the head (`a1.h2`).
+pub fn edge_ends(e: &Edge) -> (String, String) {
+    match *e {
+        Edge::Add { sender, receiver } => (sender.to_string(), receiver.to_string()),
+        Edge::Qkv { layer, head, qkv } => (
+            format!("a{layer}.h{head}.{}", qkv.letter()),
+            format!("a{layer}.h{head}"),
+        ),
+    }
+}
+
 fn receiver_node(r: &Receiver) -> (String, NodeKind) {
     match r {
         Receiver::Logits => ("logits".into(), NodeKind::Logits),
@@ -93,16 +105,9 @@ pub fn circuit_json(
     let unit_entry = |i: usize| -> Value {
         let mut v = json!({ "name": sweep.units.name(i), "effect": s.effect[i] });
         if let Units::Edges(g) = &sweep.units {
-            match g.edge(i) {
-                Edge::Add { sender, receiver } => {
-                    v["sender"] = json!(sender.to_string());
-                    v["receiver"] = json!(receiver.to_string());
-                }
-                Edge::Qkv { layer, head, qkv } => {
-                    v["sender"] = json!(format!("a{layer}.h{head}.{}", qkv.letter()));
-                    v["receiver"] = json!(format!("a{layer}.h{head}"));
-                }
-            }
+            let (sender, receiver) = edge_ends(&g.edge(i));
+            v["sender"] = json!(sender);
+            v["receiver"] = json!(receiver);
         }
         v
     };
@@ -161,39 +166,26 @@ pub fn circuit_json(
     out
 }
 
-/// The diagram of a state: edges kept after their test (while the run goes on, untested edges
-/// are not drawn), with q/k/v input nodes between senders and heads.
-pub fn diagram(config: &Config, sweep: &Sweep, s: &SweepState) -> Diagram {
-    let finished = sweep.done(s);
-    let c = Counts::of(s);
-    let mut drawn: Vec<(Edge, Option<f64>)> = match &sweep.units {
-        Units::Edges(g) => (0..c.total)
-            .filter(|&i| s.present[i] && (finished || s.effect[i].is_some()))
-            .map(|i| (g.edge(i), s.effect[i]))
-            .collect(),
-        Units::Nodes(_) => sweep
-            .kept_edges(s)
-            .into_iter()
-            .map(|(e, i)| {
-                let eff = if i == usize::MAX { None } else { s.effect[i] };
-                (e, eff)
-            })
-            .collect(),
-    };
-    let mut note = String::new();
-    if drawn.len() > MAX_DIAGRAM_EDGES {
-        // Keep the largest effects; ties broken by graph order (stable sort).
-        drawn.sort_by(|a, b| {
-            let x = a.1.map_or(0.0, f64::abs);
-            let y = b.1.map_or(0.0, f64::abs);
-            y.total_cmp(&x)
-        });
-        note = format!(
-            ", drawing the {MAX_DIAGRAM_EDGES} largest of {}",
-            drawn.len()
-        );
-        drawn.truncate(MAX_DIAGRAM_EDGES);
+/// Keep the [`MAX_DIAGRAM_EDGES`] edges of largest |effect| (no effect counts as 0; ties keep
+/// their order). Returns how many there were when some were dropped.
+pub fn keep_largest(drawn: &mut Vec<(Edge, Option<f64>)>) -> Option<usize> {
+    let all = drawn.len();
+    if all <= MAX_DIAGRAM_EDGES {
+        return None;
     }
+    drawn.sort_by(|a, b| {
+        let x = a.1.map_or(0.0, f64::abs);
+        let y = b.1.map_or(0.0, f64::abs);
+        y.total_cmp(&x)
+    });
+    drawn.truncate(MAX_DIAGRAM_EDGES);
+    Some(all)
+}
+
+/// The nodes and edges of a diagram of `drawn` edges (with their effects): q/k/v input nodes
+/// between senders and heads, and a dashed link from each input to its head where that q/k/v
+/// edge is not drawn itself.
+pub fn diagram_parts(drawn: &[(Edge, Option<f64>)]) -> (Vec<DiagramNode>, Vec<DiagramEdge>) {
     let mut nodes: Vec<DiagramNode> = vec![];
     let mut seen = BTreeSet::new();
     let mut add_node = |id: String, kind: NodeKind, nodes: &mut Vec<DiagramNode>| {
@@ -203,7 +195,7 @@ pub fn diagram(config: &Config, sweep: &Sweep, s: &SweepState) -> Diagram {
     };
     let mut edges = vec![];
     let mut head_links = BTreeSet::new();
-    for (e, eff) in &drawn {
+    for (e, eff) in drawn {
         match *e {
             Edge::Add { sender, receiver } => {
                 add_node(sender.to_string(), sender_kind(&sender), &mut nodes);
@@ -253,6 +245,32 @@ pub fn diagram(config: &Config, sweep: &Sweep, s: &SweepState) -> Diagram {
             dashed: true,
         });
     }
+    (nodes, edges)
+}
+
+/// The diagram of a state: edges kept after their test (while the run goes on, untested edges
+/// are not drawn), with q/k/v input nodes between senders and heads.
+pub fn diagram(config: &Config, sweep: &Sweep, s: &SweepState) -> Diagram {
+    let finished = sweep.done(s);
+    let c = Counts::of(s);
+    let mut drawn: Vec<(Edge, Option<f64>)> = match &sweep.units {
+        Units::Edges(g) => (0..c.total)
+            .filter(|&i| s.present[i] && (finished || s.effect[i].is_some()))
+            .map(|i| (g.edge(i), s.effect[i]))
+            .collect(),
+        Units::Nodes(_) => sweep
+            .kept_edges(s)
+            .into_iter()
+            .map(|(e, i)| {
+                let eff = if i == usize::MAX { None } else { s.effect[i] };
+                (e, eff)
+            })
+            .collect(),
+    };
+    let note = keep_largest(&mut drawn)
+        .map(|all| format!(", drawing the {MAX_DIAGRAM_EDGES} largest of {all}"))
+        .unwrap_or_default();
+    let (nodes, edges) = diagram_parts(&drawn);
     let status = if finished {
         "finished".to_string()
     } else {

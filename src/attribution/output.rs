@@ -13,32 +13,20 @@
 use super::config::Config;
 use super::scores::Scores;
 use crate::acdc::checkpoint::RunIdentity;
+use crate::acdc::output::{diagram_parts, edge_ends, keep_largest, MAX_DIAGRAM_EDGES};
 use crate::error::{read_to_string, write_atomic, Error, Result};
-use crate::graph::{Edge, EdgeGraph, Node, Qkv, Receiver};
+use crate::graph::{Edge, EdgeGraph};
 use crate::model::Model;
-use crate::report::dot::{Diagram, DiagramEdge, DiagramNode, NodeKind};
+use crate::report::dot::Diagram;
 use candle_core::{DType, Tensor};
 use serde_json::{json, Value};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 
 /// The format tag of `scores.json`.
 pub const SCORES_FORMAT: &str = "circuitscope-attribution-scores/1";
 /// The format tag of an attribution `circuit.json`.
 pub const CIRCUIT_FORMAT: &str = "circuitscope-attribution-circuit/1";
-/// Diagrams with more edges than this show the largest scores only.
-pub const MAX_DIAGRAM_EDGES: usize = 400;
-
-/// `(sender, receiver)` names of an edge as ACDC writes them.
-pub fn edge_ends(e: &Edge) -> (String, String) {
-    match *e {
-        Edge::Add { sender, receiver } => (sender.to_string(), receiver.to_string()),
-        Edge::Qkv { layer, head, qkv } => (
-            format!("a{layer}.h{head}.{}", qkv.letter()),
-            format!("a{layer}.h{head}"),
-        ),
-    }
-}
 
 /// The description of a graph stored beside scores.
 pub fn graph_json(graph: &EdgeGraph, model: &Model) -> Value {
@@ -138,104 +126,20 @@ pub fn save_scores_safetensors(path: &Path, s: &Scores) -> Result<()> {
     res
 }
 
-fn receiver_node(r: &Receiver) -> (String, NodeKind) {
-    match r {
-        Receiver::Logits => ("logits".into(), NodeKind::Logits),
-        Receiver::Mlp(l) => (format!("m{l}"), NodeKind::Mlp),
-        Receiver::Head(l, h, x) => (
-            format!("a{l}.h{h}.{}", x.letter()),
-            match x {
-                Qkv::Q => NodeKind::QInput,
-                Qkv::K => NodeKind::KInput,
-                Qkv::V => NodeKind::VInput,
-            },
-        ),
-    }
-}
-
-fn sender_kind(n: &Node) -> NodeKind {
-    match n {
-        Node::Embed => NodeKind::Embed,
-        Node::Head(..) => NodeKind::Head,
-        Node::Mlp(_) => NodeKind::Mlp,
-    }
-}
-
 /// The diagram of a circuit, edges drawn with their scores (largest |score| when there are
-/// more than [`MAX_DIAGRAM_EDGES`]).
+/// more than [`MAX_DIAGRAM_EDGES`]), as ACDC draws its circuits.
 pub fn diagram(title: &str, graph: &EdgeGraph, present: &[bool], scores: &[f64]) -> Diagram {
-    let mut drawn: Vec<(Edge, f64)> = (0..graph.len())
+    let mut drawn: Vec<(Edge, Option<f64>)> = (0..graph.len())
         .filter(|&i| present[i])
-        .map(|i| (graph.edge(i), scores[i]))
+        .map(|i| (graph.edge(i), Some(scores[i])))
         .collect();
     let mut title = title.to_string();
-    if drawn.len() > MAX_DIAGRAM_EDGES {
-        drawn.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+    if let Some(all) = keep_largest(&mut drawn) {
         title.push_str(&format!(
-            " (drawing the {MAX_DIAGRAM_EDGES} largest of {})",
-            drawn.len()
+            " (drawing the {MAX_DIAGRAM_EDGES} largest of {all})"
         ));
-        drawn.truncate(MAX_DIAGRAM_EDGES);
     }
-    let mut nodes: Vec<DiagramNode> = vec![];
-    let mut seen = BTreeSet::new();
-    let mut add = |id: String, kind: NodeKind, nodes: &mut Vec<DiagramNode>| {
-        if seen.insert(id.clone()) {
-            nodes.push(DiagramNode { id, kind });
-        }
-    };
-    let mut edges = vec![];
-    let mut inputs = BTreeSet::new();
-    for (e, v) in &drawn {
-        match *e {
-            Edge::Add { sender, receiver } => {
-                add(sender.to_string(), sender_kind(&sender), &mut nodes);
-                let (rid, kind) = receiver_node(&receiver);
-                add(rid.clone(), kind, &mut nodes);
-                edges.push(DiagramEdge {
-                    from: sender.to_string(),
-                    to: rid,
-                    effect: Some(*v),
-                    dashed: false,
-                });
-                if let Receiver::Head(l, h, x) = receiver {
-                    inputs.insert((l, h, x));
-                }
-            }
-            Edge::Qkv { layer, head, qkv } => {
-                let (rid, kind) = receiver_node(&Receiver::Head(layer, head, qkv));
-                add(rid.clone(), kind, &mut nodes);
-                let hid = format!("a{layer}.h{head}");
-                add(hid.clone(), NodeKind::Head, &mut nodes);
-                edges.push(DiagramEdge {
-                    from: rid,
-                    to: hid,
-                    effect: Some(*v),
-                    dashed: false,
-                });
-            }
-        }
-    }
-    // Without counted q/k/v edges, link each input to its head (dashed).
-    for (l, h, x) in inputs {
-        let q = Edge::Qkv {
-            layer: l,
-            head: h,
-            qkv: x,
-        };
-        if drawn.iter().any(|(e, _)| *e == q) {
-            continue;
-        }
-        let (rid, _) = receiver_node(&Receiver::Head(l, h, x));
-        let hid = format!("a{l}.h{h}");
-        add(hid.clone(), NodeKind::Head, &mut nodes);
-        edges.push(DiagramEdge {
-            from: rid,
-            to: hid,
-            effect: None,
-            dashed: true,
-        });
-    }
+    let (nodes, edges) = diagram_parts(&drawn);
     Diagram {
         title,
         nodes,
