@@ -18,9 +18,9 @@ use crate::error::{read_to_string, write_atomic, Error, Result};
 use crate::graph::{Edge, EdgeGraph};
 use crate::model::Model;
 use crate::report::dot::Diagram;
-use candle_core::{DType, Tensor};
+use crate::report::safetensors::TensorData;
+use candle_core::Tensor;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::path::Path;
 
 /// The format tag of `scores.json`.
@@ -85,45 +85,25 @@ pub fn scores_json(
     })
 }
 
-/// `scores.safetensors` (f64).
+/// `scores.safetensors` (f64), written by [`crate::report::safetensors::write`].
 pub fn save_scores_safetensors(path: &Path, s: &Scores) -> Result<()> {
-    let mut map: HashMap<String, Tensor> = HashMap::new();
-    let dev = candle_core::Device::Cpu;
-    map.insert(
-        "scores".into(),
-        Tensor::from_vec(s.edges.clone(), s.edges.len(), &dev)?,
-    );
+    let f64_data = |name: &str, shape: &[usize], v: Vec<f64>| -> Result<(String, TensorData)> {
+        let t = Tensor::from_vec(v, shape, &candle_core::Device::Cpu)?;
+        Ok((name.to_string(), TensorData::from_tensor(&t)?))
+    };
+    let mut tensors = vec![f64_data("scores", &[s.edges.len()], s.edges.clone())?];
     if let Some(pp) = &s.per_position {
-        map.insert(
-            "scores_per_position".into(),
-            Tensor::from_vec(pp.clone(), (s.edges.len(), s.positions), &dev)?,
-        );
+        tensors.push(f64_data(
+            "scores_per_position",
+            &[s.edges.len(), s.positions],
+            pp.clone(),
+        )?);
     }
     if !s.nodes.is_empty() {
         let v: Vec<f64> = s.nodes.iter().map(|(_, x)| *x).collect();
-        map.insert(
-            "node_scores".into(),
-            Tensor::from_vec(v, s.nodes.len(), &dev)?.to_dtype(DType::F64)?,
-        );
+        tensors.push(f64_data("node_scores", &[s.nodes.len()], v)?);
     }
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let res = candle_core::safetensors::save(&map, &tmp)
-        .map_err(Error::from)
-        .and_then(|_| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res
+    crate::report::safetensors::write(path, &tensors, &Default::default())
 }
 
 /// The diagram of a circuit, edges drawn with their scores (largest |score| when there are
