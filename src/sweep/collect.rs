@@ -18,7 +18,6 @@ use super::spec::Point;
 use crate::acdc::{roc, Config, Level, Prepared, Units};
 use crate::error::{read_to_string, write_atomic, Error, Result};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -232,7 +231,7 @@ pub fn collect(
     let mut known_id = None;
     if let Some((path, key)) = &known {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let sha = crate::experiment::hash::hex(&Sha256::digest(&bytes));
+        let sha = crate::experiment::hash::sha256_hex(&bytes);
         let mut groups: Vec<String> = vec![];
         for r in &points {
             if !groups.contains(&r.group) {
