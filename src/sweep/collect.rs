@@ -16,7 +16,7 @@ use super::folder::SweepFolder;
 use super::plot::{Plot, Series};
 use super::spec::Point;
 use crate::acdc::{roc, Config, Level, Prepared, Units};
-use crate::error::{read_to_string, write_atomic, Error, Result};
+use crate::error::{write_atomic, Error, Result};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -143,16 +143,11 @@ fn group_model(c: &Config) -> Result<GroupModel> {
 }
 
 fn read_point(dir: &Path) -> Result<Value> {
-    let p = dir.join("circuit.json");
-    let t = read_to_string(&p)?;
-    serde_json::from_str(&t).map_err(|e| {
-        Error::input(format!(
-            "{}:{}:{}: not a readable circuit.json ({e}); rerun the point with `acdc --resume {}`",
-            p.display(),
-            e.line(),
-            e.column(),
+    crate::json_file::read(&dir.join("circuit.json"), |e| {
+        format!(
+            "not a readable circuit.json ({e}); rerun the point with `acdc --resume {}`",
             dir.display()
-        ))
+        )
     })
 }
 
