@@ -14,7 +14,7 @@
 
 use super::folder::SweepFolder;
 use super::plot::{Plot, Series};
-use super::spec::Point;
+use super::spec::{preparation_key, Point};
 use crate::acdc::{roc, Config, Level, Prepared, Units};
 use crate::error::{write_atomic, Error, Result};
 use serde_json::{json, Value};
@@ -106,18 +106,6 @@ fn group_of(p: &Point) -> String {
     }
 }
 
-/// The part of a config the empty circuit depends on.
-fn prep_key(c: &Config) -> String {
-    let mut k = c.clone();
-    k.tau = 1.0;
-    k.seed = 0;
-    k.order = Default::default();
-    k.indices_order = None;
-    k.abs_value_threshold = false;
-    k.batch = 1;
-    k.hash()
-}
-
 struct GroupModel {
     empty: f64,
     units: Units,
@@ -173,7 +161,7 @@ pub fn collect(
             continue;
         }
         let v = read_point(&dir)?;
-        let key = prep_key(&p.config);
+        let key = preparation_key(&p.config);
         if !models.contains_key(&key) {
             let m = group_model(&p.config)
                 .map_err(|e| Error::input(format!("sweep point {}: {e}", p.name)))?;
@@ -236,7 +224,7 @@ pub fn collect(
         for g in groups {
             let members: Vec<&PointResult> = points.iter().filter(|r| r.group == g).collect();
             let cfg = &plan.points[members[0].index].config;
-            let m = &models[&prep_key(cfg)];
+            let m = &models[&preparation_key(cfg)];
             let Units::Edges(graph) = &m.units else {
                 continue;
             };

@@ -194,6 +194,20 @@ pub struct Point {
     pub config: Config,
 }
 
+/// The part of a point's config that its preparation (model, dataset, graph, ablation, and so
+/// the empty circuit's metric) depends on, as a hash: points that differ only in τ, seed, order,
+/// the sign rule of the threshold or the batch share it.
+pub(crate) fn preparation_key(c: &Config) -> String {
+    let mut k = c.clone();
+    k.tau = 1.0;
+    k.seed = 0;
+    k.order = Default::default();
+    k.indices_order = None;
+    k.abs_value_threshold = false;
+    k.batch = 1;
+    k.hash()
+}
+
 /// A sweep expanded: its points, where it came from, what `collect` and `--slurm` need.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SweepPlan {
