@@ -14,6 +14,7 @@ pub mod eval;
 pub mod experiment;
 pub mod finite;
 pub mod graph;
+pub mod json_file;
 pub mod memory;
 pub mod metric;
 pub mod model;

@@ -73,15 +73,8 @@ impl Tokenizer {
     /// `bos_token` (a string, `{"content": …}`, or `null` = none by default, as Qwen2), and
     /// `add_bos_token` when present.
     fn apply_config(&mut self, path: &Path) -> Result<()> {
-        let text = crate::error::read_to_string(path)?;
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-            Error::input(format!(
-                "{}:{}:{}: malformed JSON: {e}",
-                path.display(),
-                e.line(),
-                e.column()
-            ))
-        })?;
+        let v: serde_json::Value =
+            crate::json_file::read(path, |e| format!("malformed JSON: {e}"))?;
         match v.get("bos_token") {
             Some(serde_json::Value::Null) => self.bos_by_default = false,
             Some(b) => {

@@ -70,14 +70,11 @@ impl Checkpoint {
 
     /// Parse and check the text of a checkpoint; `path` names it in messages.
     pub fn from_json(text: &str, path: &Path) -> Result<Checkpoint> {
-        let c: Checkpoint = serde_json::from_str(text).map_err(|e| {
-            Error::input(format!(
-                "{}:{}:{}: not a readable ACDC checkpoint ({e}); it is damaged or from another \
-                 program — start the run again with --force",
-                path.display(),
-                e.line(),
-                e.column()
-            ))
+        let c: Checkpoint = crate::json_file::parse(text, path, |e| {
+            format!(
+                "not a readable ACDC checkpoint ({e}); it is damaged or from another program — \
+                 start the run again with --force"
+            )
         })?;
         if c.format != FORMAT {
             return Err(Error::input(format!(

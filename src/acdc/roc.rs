@@ -120,15 +120,7 @@ pub fn read_truth(
 ) -> crate::Result<BTreeSet<usize>> {
     use crate::error::Error;
     use crate::graph::{Edge, Receiver};
-    let text = crate::error::read_to_string(path)?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-        Error::input(format!(
-            "{}:{}:{}: not JSON ({e})",
-            path.display(),
-            e.line(),
-            e.column()
-        ))
-    })?;
+    let v: serde_json::Value = crate::json_file::read(path, |e| format!("not JSON ({e})"))?;
     let list = match &v {
         serde_json::Value::Array(a) => a.clone(),
         serde_json::Value::Object(o) => {

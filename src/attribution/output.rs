@@ -14,7 +14,7 @@ use super::config::Config;
 use super::scores::Scores;
 use crate::acdc::checkpoint::RunIdentity;
 use crate::acdc::output::{diagram_parts, edge_ends, keep_largest, MAX_DIAGRAM_EDGES};
-use crate::error::{read_to_string, write_atomic, Error, Result};
+use crate::error::{write_atomic, Error, Result};
 use crate::graph::{Edge, EdgeGraph};
 use crate::model::Model;
 use crate::report::dot::Diagram;
@@ -192,15 +192,7 @@ pub struct ScoreFile {
 
 /// Parse a JSON file, naming it on error.
 pub fn read_json(path: &Path) -> Result<Value> {
-    let text = read_to_string(path)?;
-    serde_json::from_str(&text).map_err(|e| {
-        Error::input(format!(
-            "{}:{}:{}: not JSON ({e})",
-            path.display(),
-            e.line(),
-            e.column()
-        ))
-    })
+    crate::json_file::read(path, |e| format!("not JSON ({e})"))
 }
 
 /// The setup (an ACDC config) recorded in a scores.json or circuit.json (ACDC's or ours).

@@ -341,15 +341,15 @@ fn run(a: &Args) -> Result<()> {
 
 fn main() {
     let args = Args::parse();
-    // Sweeps run several runs at once, each on its own threads (default one): set before any
-    // tensor work, as below.
-    if let Some(Command::Sweep(s)) = &args.command {
-        circuitscope::sweep::local::set_threads_per_run(sweep::threads_per_run(s));
-    } else if args.roc.is_some() {
-        circuitscope::sweep::local::set_threads_per_run(args.threads.unwrap_or(1));
-    } else if let Some(n) = args.threads {
-        // Before any tensor work: the thread pools read it once, when they start.
-        std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
+    // Before any tensor work: the thread pools read it once, when they start. Sweeps (and
+    // --roc, a τ sweep) run several runs at once, each on its own threads (default one).
+    let threads = match &args.command {
+        Some(Command::Sweep(s)) => Some(sweep::threads_per_run(s)),
+        None if args.roc.is_some() => Some(args.threads.unwrap_or(1)),
+        None => args.threads,
+    };
+    if let Some(n) = threads {
+        circuitscope::sweep::local::set_threads_per_run(n);
     }
     if let Some(m) = &args.max_memory {
         // Before any work: the library's size checks read it.

@@ -101,15 +101,8 @@ fn run(a: &Args) -> Result<()> {
     }
     let replay = match &a.samples {
         Some(p) => {
-            let text = circuitscope::error::read_to_string(p)?;
-            let f: SamplesFile = serde_json::from_str(&text).map_err(|e| {
-                anyhow::anyhow!(
-                    "{}:{}:{}: not a samples file: {e}",
-                    p.display(),
-                    e.line(),
-                    e.column()
-                )
-            })?;
+            let f: SamplesFile =
+                circuitscope::json_file::read(p, |e| format!("not a samples file: {e}"))?;
             Some(f)
         }
         None => None,

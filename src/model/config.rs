@@ -206,14 +206,7 @@ impl ModelConfig {
 
     /// Parse a Hugging Face config; `path` is used in error messages.
     pub fn from_json(text: &str, path: &Path) -> Result<Self> {
-        let v: Value = serde_json::from_str(text).map_err(|e| {
-            Error::input(format!(
-                "{}:{}:{}: malformed JSON: {e}",
-                path.display(),
-                e.line(),
-                e.column()
-            ))
-        })?;
+        let v: Value = crate::json_file::parse(text, path, |e| format!("malformed JSON: {e}"))?;
         let get = Getter { v: &v, path };
         let model_type = get.str("model_type")?;
         match model_type.as_str() {

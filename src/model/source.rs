@@ -171,15 +171,7 @@ impl TensorSource {
 
 /// The shard files listed in a `model.safetensors.index.json`, sorted and deduplicated.
 fn shard_files(dir: &Path, index: &Path) -> Result<Vec<PathBuf>> {
-    let text = crate::error::read_to_string(index)?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-        Error::input(format!(
-            "{}:{}:{}: malformed JSON: {e}",
-            index.display(),
-            e.line(),
-            e.column()
-        ))
-    })?;
+    let v: serde_json::Value = crate::json_file::read(index, |e| format!("malformed JSON: {e}"))?;
     let map = v
         .get("weight_map")
         .and_then(|m| m.as_object())

@@ -219,14 +219,10 @@ pub fn read_fixed_rows(
             path.display()
         )
     })?;
-    let rows: Vec<usize> = serde_json::from_str(&text).map_err(|e| {
-        format!(
-            "{}:{}:{}: expected a JSON list of row indices ({e})",
-            path.display(),
-            e.line(),
-            e.column()
-        )
-    })?;
+    let rows: Vec<usize> = crate::json_file::parse(&text, &path, |e| {
+        format!("expected a JSON list of row indices ({e})")
+    })
+    .map_err(|e| e.to_string())?;
     if rows.len() != n {
         return Err(format!(
             "{} lists {} rows but the dataset has {n}; list one row index per example",

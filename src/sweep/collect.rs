@@ -14,11 +14,10 @@
 
 use super::folder::SweepFolder;
 use super::plot::{Plot, Series};
-use super::spec::Point;
+use super::spec::{preparation_key, Point};
 use crate::acdc::{roc, Config, Level, Prepared, Units};
-use crate::error::{read_to_string, write_atomic, Error, Result};
+use crate::error::{write_atomic, Error, Result};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -107,18 +106,6 @@ fn group_of(p: &Point) -> String {
     }
 }
 
-/// The part of a config the empty circuit depends on.
-fn prep_key(c: &Config) -> String {
-    let mut k = c.clone();
-    k.tau = 1.0;
-    k.seed = 0;
-    k.order = Default::default();
-    k.indices_order = None;
-    k.abs_value_threshold = false;
-    k.batch = 1;
-    k.hash()
-}
-
 struct GroupModel {
     empty: f64,
     units: Units,
@@ -144,16 +131,11 @@ fn group_model(c: &Config) -> Result<GroupModel> {
 }
 
 fn read_point(dir: &Path) -> Result<Value> {
-    let p = dir.join("circuit.json");
-    let t = read_to_string(&p)?;
-    serde_json::from_str(&t).map_err(|e| {
-        Error::input(format!(
-            "{}:{}:{}: not a readable circuit.json ({e}); rerun the point with `acdc --resume {}`",
-            p.display(),
-            e.line(),
-            e.column(),
+    crate::json_file::read(&dir.join("circuit.json"), |e| {
+        format!(
+            "not a readable circuit.json ({e}); rerun the point with `acdc --resume {}`",
             dir.display()
-        ))
+        )
     })
 }
 
@@ -179,7 +161,7 @@ pub fn collect(
             continue;
         }
         let v = read_point(&dir)?;
-        let key = prep_key(&p.config);
+        let key = preparation_key(&p.config);
         if !models.contains_key(&key) {
             let m = group_model(&p.config)
                 .map_err(|e| Error::input(format!("sweep point {}: {e}", p.name)))?;
@@ -232,7 +214,7 @@ pub fn collect(
     let mut known_id = None;
     if let Some((path, key)) = &known {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let sha = crate::experiment::hash::hex(&Sha256::digest(&bytes));
+        let sha = crate::experiment::hash::sha256_hex(&bytes);
         let mut groups: Vec<String> = vec![];
         for r in &points {
             if !groups.contains(&r.group) {
@@ -242,7 +224,7 @@ pub fn collect(
         for g in groups {
             let members: Vec<&PointResult> = points.iter().filter(|r| r.group == g).collect();
             let cfg = &plan.points[members[0].index].config;
-            let m = &models[&prep_key(cfg)];
+            let m = &models[&preparation_key(cfg)];
             let Units::Edges(graph) = &m.units else {
                 continue;
             };

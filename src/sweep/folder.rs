@@ -118,14 +118,11 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
         )));
     }
     let text = read_to_string(&p)?;
-    let m: Manifest = serde_json::from_str(&text).map_err(|e| {
-        Error::input(format!(
-            "{}:{}:{}: not a readable sweep manifest ({e}); it is damaged or from another \
-             program — start the sweep in another folder",
-            p.display(),
-            e.line(),
-            e.column()
-        ))
+    let m: Manifest = crate::json_file::parse(&text, &p, |e| {
+        format!(
+            "not a readable sweep manifest ({e}); it is damaged or from another program — start \
+             the sweep in another folder"
+        )
     })?;
     if m.format != FORMAT {
         return Err(Error::input(format!(

@@ -12,7 +12,7 @@ use crate::acdc::checkpoint::CHECKPOINT;
 use crate::acdc::experiment::{self, RunSettings};
 use crate::acdc::Prepared;
 use crate::error::{write_atomic, Error, Result};
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -159,16 +159,9 @@ pub fn run_point(
 /// Points that share everything but τ, seed and order are checked once. The error names the
 /// first bad point.
 pub fn check_points(points: &[Point]) -> Result<()> {
-    let mut seen: BTreeMap<String, ()> = BTreeMap::new();
+    let mut seen = BTreeSet::new();
     for p in points {
-        let mut key = p.config.clone();
-        key.tau = 1.0;
-        key.seed = 0;
-        key.order = Default::default();
-        key.indices_order = None;
-        key.abs_value_threshold = false;
-        key.batch = 1;
-        if seen.insert(key.hash(), ()).is_some() {
+        if !seen.insert(super::spec::preparation_key(&p.config)) {
             continue;
         }
         let check = || -> Result<()> {

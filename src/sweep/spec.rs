@@ -18,7 +18,7 @@
 //! file sets, e.g. `seed-1_tau-1e-3`: the same parameters always give the same name.
 
 use crate::acdc::{Ablation, Config, Order};
-use crate::error::{read_to_string, Error, Result};
+use crate::error::{Error, Result};
 use crate::metric::Metric;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -194,6 +194,20 @@ pub struct Point {
     pub config: Config,
 }
 
+/// The part of a point's config that its preparation (model, dataset, graph, ablation, and so
+/// the empty circuit's metric) depends on, as a hash: points that differ only in τ, seed, order,
+/// the sign rule of the threshold or the batch share it.
+pub(crate) fn preparation_key(c: &Config) -> String {
+    let mut k = c.clone();
+    k.tau = 1.0;
+    k.seed = 0;
+    k.order = Default::default();
+    k.indices_order = None;
+    k.abs_value_threshold = false;
+    k.batch = 1;
+    k.hash()
+}
+
 /// A sweep expanded: its points, where it came from, what `collect` and `--slurm` need.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SweepPlan {
@@ -209,19 +223,6 @@ pub struct SweepPlan {
     pub known_key: Option<String>,
     /// Slurm resources from the sweep file.
     pub slurm: SlurmResources,
-}
-
-/// A path written in `file`: relative paths are relative to the file's folder.
-pub fn resolve(file: &Path, written: &str) -> PathBuf {
-    let p = Path::new(written);
-    if p.is_absolute() {
-        return p.to_path_buf();
-    }
-    let dir = match file.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::path::absolute(dir.join(p)).unwrap_or_else(|_| dir.join(p))
 }
 
 const EXAMPLE: &str = "a sweep file looks like AcdcSweep(base: \"../acdc/toy-induction.ron\", \
@@ -278,21 +279,13 @@ fn nonempty<T: Clone>(file: &str, axis: &str, v: &Option<Vec<T>>) -> Result<Opti
 impl SweepFile {
     /// Parse RON text; `name` (the file) is used in messages.
     pub fn from_ron(text: &str, name: &str) -> Result<SweepFile> {
-        crate::data::task::ron_options()
-            .from_str(text)
-            .map_err(|e| {
-                Error::input(format!(
-                    "{name}:{}:{}: {}; {EXAMPLE}",
-                    e.position.line, e.position.col, e.code
-                ))
-            })
+        crate::ron_file::parse(text, Path::new(name), EXAMPLE)
     }
 
     /// Read a sweep file and expand it.
     pub fn load_plan(path: &Path) -> Result<SweepPlan> {
-        let text = read_to_string(path)?;
-        let name = path.display().to_string();
-        Self::from_ron(&text, &name)?.plan(path)
+        let (file, _): (SweepFile, _) = crate::ron_file::read(path, EXAMPLE)?;
+        file.plan(path)
     }
 
     /// Expand into points; relative paths are relative to `path` (the file's own path).
@@ -348,7 +341,10 @@ impl SweepFile {
             seed: nonempty(&file, "seed", &ax.seed)?,
             tau: taus,
         };
-        let known_circuit = self.known_circuit.as_deref().map(|k| resolve(path, k));
+        let known_circuit = self
+            .known_circuit
+            .as_deref()
+            .map(|k| crate::ron_file::resolve(path, k));
         let source = std::path::absolute(path)
             .unwrap_or_else(|_| path.to_path_buf())
             .display()
@@ -363,7 +359,7 @@ impl SweepFile {
 }
 
 fn load_base(sweep: &Path, written: &str) -> Result<Config> {
-    let p = resolve(sweep, written);
+    let p = crate::ron_file::resolve(sweep, written);
     if !p.is_file() {
         return Err(Error::input(format!(
             "{}: config \"{written}\" not found ({} is not a file); paths in a sweep file are \

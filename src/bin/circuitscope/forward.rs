@@ -93,16 +93,9 @@ pub fn run(a: &ForwardArgs) -> Result<()> {
 }
 
 fn read_tokens(path: &PathBuf) -> Result<Vec<Vec<u32>>> {
-    let text = circuitscope::error::read_to_string(path)?;
-    let rows: Vec<Vec<u32>> = serde_json::from_str(&text).map_err(|e| {
-        anyhow::anyhow!(
-            "{}:{}:{}: expected a JSON list of lists of token ids: {e}",
-            path.display(),
-            e.line(),
-            e.column()
-        )
-    })?;
-    Ok(rows)
+    Ok(circuitscope::json_file::read(path, |e| {
+        format!("expected a JSON list of lists of token ids: {e}")
+    })?)
 }
 
 fn print_prediction(

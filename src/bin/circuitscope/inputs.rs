@@ -151,27 +151,18 @@ pub struct Loaded {
 
 /// Read a JSON list of token-id lists.
 pub fn read_token_rows(path: &Path) -> Result<Vec<Vec<u32>>> {
-    let text = circuitscope::error::read_to_string(path)?;
-    serde_json::from_str(&text).map_err(|e| {
-        anyhow::anyhow!(
-            "{}:{}:{}: expected a JSON list of lists of token ids, like [[50256, 3, 7], [50256, \
-             4, 9]]: {e}",
-            path.display(),
-            e.line(),
-            e.column()
+    Ok(circuitscope::json_file::read(path, |e| {
+        format!(
+            "expected a JSON list of lists of token ids, like [[50256, 3, 7], [50256, 4, 9]]: {e}"
         )
-    })
+    })?)
 }
 
 fn read_answers(path: &Path) -> Result<Vec<(u32, u32)>> {
-    let text = circuitscope::error::read_to_string(path)?;
-    let v: Vec<Vec<u32>> = serde_json::from_str(&text).map_err(|e| {
-        anyhow::anyhow!(
-            "{}:{}:{}: expected a JSON list of [answer_id, wrong_id] pairs, like [[262, 1757], \
-             [1757, 262]]: {e}",
-            path.display(),
-            e.line(),
-            e.column()
+    let v: Vec<Vec<u32>> = circuitscope::json_file::read(path, |e| {
+        format!(
+            "expected a JSON list of [answer_id, wrong_id] pairs, like [[262, 1757], [1757, \
+             262]]: {e}"
         )
     })?;
     v.into_iter()
