@@ -145,11 +145,6 @@ impl Run {
         }
     }
 
-    /// Forget the head outputs kept by [`Run::sender_out`].
-    pub fn forget_head_outputs(&self) {
-        self.head_results.borrow_mut().clear();
-    }
-
     /// Forget the residual stream and the attention outputs, keeping what the senders' outputs
     /// are computed from (`embed`, `z`, `mlp_out`) and the logits: a run kept to be read, not
     /// continued (starting from it is then an error).

@@ -113,8 +113,6 @@ pub struct Patches {
     by_name: BTreeMap<HookName, Vec<ActivationPatch>>,
 }
 
-const NO_PATCHES: &[Patch] = &[];
-
 impl Patches {
     /// No patches: the ordinary forward pass.
     pub fn new() -> Self {
@@ -145,11 +143,6 @@ impl Patches {
         Ok(())
     }
 
-    /// The delta added to receiver `r`'s input, if any.
-    pub fn delta(&self, r: &Receiver) -> Option<&Tensor> {
-        self.by_receiver.get(r).and_then(|p| p.delta.as_ref())
-    }
-
     /// Replace the receiver's whole input: it reads `base` plus, for each kept sender, its
     /// current output minus `alt` (where the mask is 1). With `alt` the senders' outputs in
     /// the run `base` comes from, the receiver reads that run except for the kept senders.
@@ -176,14 +169,6 @@ impl Patches {
             .push(ActivationPatch::Interpolate { base, alpha });
     }
 
-    /// The edge patches into one receiver.
-    pub fn get(&self, r: &Receiver) -> &[Patch] {
-        self.by_receiver
-            .get(r)
-            .map(|p| p.edges.as_slice())
-            .unwrap_or(NO_PATCHES)
-    }
-
     /// Everything that changes one receiver's input.
     pub fn input(&self, r: &Receiver) -> Option<&InputPatch> {
         self.by_receiver.get(r)
@@ -202,16 +187,6 @@ impl Patches {
     /// Whether the input of a receiver is changed in any way.
     pub fn changes(&self, r: &Receiver) -> bool {
         self.by_receiver.contains_key(r)
-    }
-
-    /// Whether any receiver input of `layer` is patched (`n_layers` = the logits).
-    pub fn touches_layer(&self, layer: usize, n_layers: usize) -> bool {
-        self.by_receiver.keys().any(|r| r.layer(n_layers) == layer)
-    }
-
-    /// The first layer with a patched receiver (`None` when no receiver is patched).
-    pub fn first_layer(&self, n_layers: usize) -> Option<usize> {
-        self.by_receiver.keys().map(|r| r.layer(n_layers)).min()
     }
 
     /// The first stage any patch changes (`None` when nothing is patched): a run may start

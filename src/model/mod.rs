@@ -421,12 +421,6 @@ impl Model {
         self.layer_norm(x, &blk.ln2_w, &blk.ln2_b)
     }
 
-    /// An MLP's pre-activation from its input (before the norm): `(hook_pre, ln2 scale)`.
-    pub fn mlp_pre(&self, layer: usize, x: &Tensor) -> Result<(Tensor, Tensor)> {
-        let (xn, scale) = self.mlp_norm(layer, x)?;
-        Ok((self.mlp_pre_normed(layer, &xn)?, scale))
-    }
-
     /// One whole MLP on its input (before the norm): `hook_mlp_out` (the evaluator runs the
     /// same pieces with hooks between them).
     pub fn mlp(&self, layer: usize, x: &Tensor) -> Result<Tensor> {
