@@ -5,7 +5,7 @@ use circuitscope::eval::{self, LogitsAt, NameFilter, Patches, RunOptions};
 use circuitscope::model::{resolve::resolve_model, Model};
 use circuitscope::tokenizer::Tokenizer;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Arguments of `circuitscope forward`.
 #[derive(clap::Args)]
@@ -92,7 +92,7 @@ pub fn run(a: &ForwardArgs) -> Result<()> {
     Ok(())
 }
 
-fn read_tokens(path: &PathBuf) -> Result<Vec<Vec<u32>>> {
+fn read_tokens(path: &Path) -> Result<Vec<Vec<u32>>> {
     Ok(circuitscope::json_file::read(path, |e| {
         format!("expected a JSON list of lists of token ids: {e}")
     })?)
