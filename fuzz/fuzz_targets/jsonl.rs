@@ -1,33 +1,9 @@
-//! JSONL datasets, tokenized with toy-ioi's word-level tokenizer.
+//! Fuzz target `jsonl`: the body is shared with the corpus replay test (tests/fuzz_corpus.rs).
 #![no_main]
-use circuitscope::data::jsonl::{parse, JsonlOptions};
-use circuitscope::tokenizer::Tokenizer;
-use libfuzzer_sys::fuzz_target;
-use std::sync::OnceLock;
 
-fn tok() -> &'static Tokenizer {
-    static T: OnceLock<Tokenizer> = OnceLock::new();
-    T.get_or_init(|| {
-        Tokenizer::from_json_str(include_str!("../../models/toy-ioi/tokenizer.json"), "toy-ioi")
-            .expect("the shipped tokenizer loads")
-    })
-}
+#[path = "../bodies/jsonl.rs"]
+mod body;
 
-fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    let opts = JsonlOptions {
-        path: "fuzz.jsonl".into(),
-        n: 0,
-        prepend_bos: data.len() % 2 == 0,
-    };
-    if let Ok(ds) = parse(text, "fuzz.jsonl", &opts, tok()) {
-        assert!(!ds.is_empty());
-        for e in &ds.examples {
-            assert!(!e.tokens.is_empty() && !e.answer.is_empty());
-            assert!(e.end() < e.tokens.len());
-        }
-        let _ = ds.padded_tokens(0);
-    }
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    body::run(data);
 });

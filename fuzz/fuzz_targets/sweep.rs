@@ -1,0 +1,9 @@
+//! Fuzz target `sweep`: the body is shared with the corpus replay test (tests/fuzz_corpus.rs).
+#![no_main]
+
+#[path = "../bodies/sweep.rs"]
+mod body;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    body::run(data);
+});
