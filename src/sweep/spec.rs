@@ -111,6 +111,10 @@ impl SlurmResources {
     }
 }
 
+/// The most points a sweep may have. More is almost surely a slip in an axis (a τ range of a
+/// million steps) and would take gigabytes and minutes just to list, before anything runs.
+pub const MAX_POINTS: usize = 10_000;
+
 /// The τ axis: explicit values, or a log-spaced range.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TauAxis {
@@ -141,11 +145,18 @@ impl TauAxis {
         let [lo, hi, n] = parts[..] else {
             return Err(bad());
         };
+        let (lo_text, hi_text) = (lo, hi);
         let lo: f64 = lo.parse().map_err(|_| bad())?;
         let hi: f64 = hi.parse().map_err(|_| bad())?;
         let n: usize = n.parse().map_err(|_| bad())?;
         if !lo.is_finite() || !hi.is_finite() {
             return Err(bad());
+        }
+        if n > MAX_POINTS {
+            return Err(Error::input(format!(
+                "{what}: τ range \"{s}\" asks for {n} values, more than a sweep may have \
+                 ({MAX_POINTS}); give N ≤ {MAX_POINTS}, e.g. \"{lo_text}:{hi_text}:31\""
+            )));
         }
         Ok(TauAxis::Log { lo, hi, n })
     }
@@ -412,6 +423,33 @@ impl Grid {
         }
     }
 
+    /// Refuse more than [`MAX_POINTS`] points before any is made, naming each axis's size.
+    fn check_size(&self, source: &str) -> Result<()> {
+        let sizes = [
+            ("configs", self.configs.len()),
+            ("metric", self.metric.as_ref().map_or(1, Vec::len)),
+            ("ablation", self.ablation.as_ref().map_or(1, Vec::len)),
+            ("n", self.n.as_ref().map_or(1, Vec::len)),
+            ("order", self.order.as_ref().map_or(1, Vec::len)),
+            ("seed", self.seed.as_ref().map_or(1, Vec::len)),
+            ("tau", self.tau.as_ref().map_or(1, Vec::len)),
+        ];
+        let total = sizes.iter().fold(1usize, |t, s| t.saturating_mul(s.1));
+        if total <= MAX_POINTS {
+            return Ok(());
+        }
+        let product: Vec<String> = sizes
+            .iter()
+            .filter(|s| s.1 != 1)
+            .map(|(axis, k)| format!("{axis} {k}"))
+            .collect();
+        Err(Error::input(format!(
+            "{source}: the axes make {total} points ({}), more than a sweep may have \
+             ({MAX_POINTS}); list fewer values, or split the sweep into several files",
+            product.join(" × ")
+        )))
+    }
+
     /// The points (configs × metric × ablation × n × order × seed × τ), each validated and
     /// named; two points with one name (a value listed twice) are refused.
     pub fn expand(
@@ -421,6 +459,7 @@ impl Grid {
         known_key: Option<String>,
         slurm: SlurmResources,
     ) -> Result<SweepPlan> {
+        self.check_size(source)?;
         let mut axes = vec![];
         if self.configs.iter().any(|c| c.0.is_some()) {
             axes.push("configs");
