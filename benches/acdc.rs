@@ -29,7 +29,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: circuitscope::allocator::Allocator = circuitscope::allocator::Allocator;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
