@@ -1,8 +1,8 @@
 //! The memory allocator of the binaries and benchmarks: mimalloc, keeping the pages it frees.
 //!
 //! A forward pass frees and re-allocates the same activation buffers over and over. mimalloc
-//! by default hands freed pages back to the system after 10 ms, so the next allocation faults
-//! every page in again: a toy-ioi ACDC run took ≈ 45,000 page faults (6 % of its CPU time in
+//! by default hands freed pages back to the system a second after they are freed, so later
+//! allocations fault every page in again: a toy-ioi ACDC run took ≈ 45,000 page faults (6 % of its CPU time in
 //! the kernel), and when the runs of a sweep share one process their faults contend for the
 //! process's memory map (the kernel time doubled). [`Allocator`] is mimalloc with that purge
 //! turned off: freed pages stay with the process and are reused by the next allocation
@@ -17,7 +17,7 @@
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// mimalloc's `mi_option_purge_delay` (its `mimalloc.h`): milliseconds before freed memory is
+/// mimalloc's `mi_option_purge_delay` (its `mimalloc.h`, value 15 in versions 2 and 3): milliseconds before freed memory is
 /// returned to the system, −1 for never.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
@@ -71,10 +71,11 @@ mod tests {
     fn the_first_allocation_turns_purging_off() {
         let layout = Layout::from_size_align(64, 8).unwrap();
         unsafe {
-            // The option number names the purge delay: its documented default is 10 ms (this
-            // test binary's own allocator is plain mimalloc, and nothing else sets it).
+            // The option number names the purge delay: its default is 1000 ms (mimalloc 3's
+            // `options.c`; this test binary's own allocator is plain mimalloc, and nothing
+            // else sets the option).
             if !CONFIGURED.load(Ordering::Relaxed) {
-                assert_eq!(libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY), 10);
+                assert_eq!(libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY), 1000);
             }
             let p = Allocator.alloc(layout);
             assert!(!p.is_null());
