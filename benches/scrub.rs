@@ -1,7 +1,11 @@
-//! Cost of a causal scrubbing run on a GPT-2-small-shaped model with random weights: the
-//! REMIX name-mover hypothesis (3 interpretation nodes) and a deeper 4-node one, N = 50.
-//! Reports forward-pass equivalents (goal: ≤ k + 2 for k nodes) and wall time against one
-//! plain forward pass.
+//! Cost of a causal scrubbing run on a GPT-2-small-shaped model with random weights.
+//!
+//! 1. Peak resident memory of `hypotheses/nm.ron` with `n: 200` (goal ≤ 2 GB; the f32 weights
+//!    are 0.5 GB): measured in a child process that only loads the model and scrubs, from its
+//!    own `VmHWM` in `/proc/self/status`.
+//! 2. The REMIX name-mover hypothesis (3 interpretation nodes) and a deeper 4-node one,
+//!    N = 50: forward-pass equivalents (goal: ≤ k + 2 for k nodes) and wall time against one
+//!    plain forward pass.
 //!
 //! Run: `cargo bench --bench scrub`.
 
@@ -16,7 +20,57 @@ use std::time::Instant;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Set in the child process that measures peak memory: `MODEL_DIR` and the hypothesis file,
+/// separated by a newline.
+const MEMORY_CHILD: &str = "CIRCUITSCOPE_BENCH_SCRUB_MEMORY";
+
+/// The process's peak resident set size in bytes (`VmHWM`).
+fn peak_rss() -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .ok_or_else(|| anyhow::anyhow!("no VmHWM in /proc/self/status"))?;
+    let kb: u64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()?;
+    Ok(kb * 1024)
+}
+
+/// The child: load the model, scrub, print the peak resident memory.
+fn memory_child(spec: &str) -> anyhow::Result<()> {
+    let (dir, hyp) = spec
+        .split_once('\n')
+        .ok_or_else(|| anyhow::anyhow!("bad {MEMORY_CHILD}"))?;
+    let p = scrub::prepare(Path::new(hyp), Some(dir))?;
+    let model = scrub::experiment::load_model(&p, DType::F32)?;
+    let t = Instant::now();
+    let (r, _) = scrub::run(
+        &p,
+        &model,
+        &RunSettings {
+            seeds: 1,
+            replay: None,
+        },
+    )?;
+    println!(
+        "{} n = {}: loss recovered {:.4}, {:.1} s, peak resident memory {:.2} GB",
+        r.hypothesis,
+        r.n,
+        r.loss_recovered,
+        t.elapsed().as_secs_f64(),
+        peak_rss()? as f64 / 1e9
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
+    if let Ok(spec) = std::env::var(MEMORY_CHILD) {
+        return memory_child(&spec);
+    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join("gpt2-random");
@@ -36,6 +90,27 @@ fn main() -> anyhow::Result<()> {
     let model = Model::load(&dir, DType::F32)?;
 
     let nm = root.join("hypotheses/nm.ron");
+    // Peak memory of nm.ron at n = 200, in a process of its own.
+    let nm200 = tmp.path().join("nm-200.ron");
+    let text = std::fs::read_to_string(&nm)?;
+    if !text.contains("n: 50,") {
+        anyhow::bail!("hypotheses/nm.ron no longer says `n: 50,`; update this bench");
+    }
+    std::fs::write(&nm200, text.replace("n: 50,", "n: 200,"))?;
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .env(
+            MEMORY_CHILD,
+            format!("{}\n{}", dir.display(), nm200.display()),
+        )
+        .output()?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "the memory run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+
     let deep = tmp.path().join("deep.ron");
     std::fs::write(
         &deep,

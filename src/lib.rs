@@ -1,6 +1,8 @@
 //! circuitscope: test and discover circuits inside transformer language models.
 //!
-//! Data flows model → graph → eval → (scrub, acdc, analysis, attribution) → report.
+//! Data flows model → graph → eval → (scrub, acdc, analysis, attribution) → report;
+//! [`experiment`] is the setup they share (model, rows, tokens, metric, hashes);
+//! `sweep` runs many ACDC runs and merges them.
 
 pub mod acdc;
 pub mod analysis;
@@ -9,11 +11,13 @@ pub mod data;
 pub mod detect;
 pub mod error;
 pub mod eval;
+pub mod experiment;
 pub mod graph;
 pub mod metric;
 pub mod model;
 pub mod report;
 pub mod scrub;
+pub mod sweep;
 pub mod tokenizer;
 pub mod toy;
 pub mod train;

@@ -257,6 +257,69 @@ impl Metric {
     }
 }
 
+/// The normalisation of [`Metric::NormLogitDiff`]: the mean logit differences of the clean
+/// run (which maps to 1) and of the reference run (which maps to 0: the corrupted prompts, or
+/// scrubbing's fully scrubbed baseline), as `(clean, reference)`.
+pub fn normalisation(ds: &Dataset, clean: &Tensor, reference: &Tensor) -> Result<(f64, f64)> {
+    let ld = |l: &Tensor| -> Result<f64> {
+        Ok(mean(&Metric::LogitDiff.per_example(l, ds, None, None)?))
+    };
+    Ok((ld(clean)?, ld(reference)?))
+}
+
+/// A metric made ready for one set of rows: the rows' answers, the clean logits (for KL) and,
+/// for the normalised logit difference, its normalisation. Every command scores through one.
+#[derive(Debug, Clone)]
+pub struct Scorer {
+    /// The metric.
+    pub metric: Metric,
+    /// The rows (answers, wrong answers).
+    pub ds: Dataset,
+    /// The clean model's logits at the rows' END positions `[n, vocab]`.
+    pub clean_logits: Tensor,
+    /// [`normalisation`]'s `(clean, reference)`; only `NormLogitDiff` has one.
+    pub norm: Option<(f64, f64)>,
+}
+
+impl Scorer {
+    /// A scorer for `metric` on the rows `ds` whose clean logits are `clean_logits`;
+    /// `reference`: the logits `NormLogitDiff` maps to 0 (needed by that metric only).
+    pub fn new(
+        metric: Metric,
+        ds: Dataset,
+        clean_logits: Tensor,
+        reference: Option<&Tensor>,
+    ) -> Result<Scorer> {
+        let norm = if metric == Metric::NormLogitDiff {
+            let r = reference.ok_or_else(|| {
+                Error::input(
+                    "metric norm-logit-diff needs a corrupted run to normalise against; give                      corrupted prompts or use logit-diff",
+                )
+            })?;
+            Some(normalisation(&ds, &clean_logits, r)?)
+        } else {
+            None
+        };
+        Ok(Scorer {
+            metric,
+            ds,
+            clean_logits,
+            norm,
+        })
+    }
+
+    /// Per-row values of logits `[n, vocab]` at the rows' END positions.
+    pub fn per_example(&self, logits: &Tensor) -> Result<Vec<f64>> {
+        self.metric
+            .per_example(logits, &self.ds, Some(&self.clean_logits), self.norm)
+    }
+
+    /// The metric's mean over rows.
+    pub fn mean(&self, logits: &Tensor) -> Result<f64> {
+        Ok(mean(&self.per_example(logits)?))
+    }
+}
+
 /// The mean, summed in order (NaN for no values).
 pub fn mean(xs: &[f64]) -> f64 {
     if xs.is_empty() {

@@ -194,7 +194,7 @@ impl Brute<'_> {
                 add(&mut x, bo);
             }
         }
-        for u in scrub::treeify::senders_of(&r, cfg) {
+        for u in circuitscope::graph::edges::senders(&r, cfg) {
             path.push(Edge {
                 receiver: r,
                 sender: u,

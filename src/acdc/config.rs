@@ -16,7 +16,6 @@ use crate::data::TaskSpec;
 use crate::error::{read_to_string, Error, Result};
 use crate::metric::Metric;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// Floating-point precision of the run.
@@ -282,7 +281,7 @@ impl Config {
     /// A hash of every setting (SHA-256 of the canonical JSON).
     pub fn hash(&self) -> String {
         let json = serde_json::to_string(self).unwrap_or_default();
-        hex(&Sha256::digest(json.as_bytes()))
+        crate::experiment::hash::sha256_hex(json.as_bytes())
     }
 
     /// The settings that differ from `other`, as `name: ours vs theirs` lines.
@@ -300,9 +299,4 @@ impl Config {
         }
         out
     }
-}
-
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

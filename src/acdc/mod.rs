@@ -25,16 +25,16 @@ pub use evaluate::{Evaluator, Objective};
 pub use screen::Screen;
 pub use sweep::{Level, Oracle, Order, Sweep, SweepOptions, SweepState, Units};
 
-use crate::data::Dataset;
+use crate::data::{Dataset, Side};
 use crate::error::{Error, Result};
 use crate::eval::{self, LogitsAt, Patches, RunOptions};
+use crate::experiment::{hash, token_tensor};
 use crate::graph::GraphOptions;
 use crate::metric::Metric;
 use crate::model::Model;
 use crate::tokenizer::Tokenizer;
 use candle_core::Tensor;
 use checkpoint::RunIdentity;
-use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// A config made ready to run: the model, the dataset and its token tensors, the hashes.
@@ -59,92 +59,6 @@ pub struct Prepared {
     pub identity: RunIdentity,
     /// `Checked` precision: the float32 model that screens the edges (`model` is float64).
     pub screen_model: Option<Model>,
-}
-
-/// SHA-256 over a model folder's `config.json` and weight files (names, sizes and bytes).
-pub fn model_hash(model: &Model) -> Result<String> {
-    let mut h = Sha256::new();
-    let dir = &model.dir;
-    if dir.as_os_str().is_empty() {
-        // Built in memory: hash the shape and the first weights.
-        h.update(
-            serde_json::to_string(&model.cfg)
-                .unwrap_or_default()
-                .as_bytes(),
-        );
-        for v in eval::all_names(&model.cfg) {
-            h.update(v.as_bytes());
-        }
-        let w = model
-            .w
-            .w_e
-            .flatten_all()?
-            .to_dtype(candle_core::DType::F64)?;
-        for x in w.to_vec1::<f64>()? {
-            h.update(x.to_le_bytes());
-        }
-        return Ok(config::hex(&h.finalize()));
-    }
-    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            n == "config.json"
-                || n.ends_with(".safetensors")
-                || n.ends_with(".safetensors.index.json")
-        })
-        .collect();
-    files.sort();
-    for f in files {
-        use std::io::Read;
-        let name = f
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("")
-            .to_string();
-        h.update(name.as_bytes());
-        let mut file = std::fs::File::open(&f).map_err(|e| Error::io(&f, e))?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let k = file.read(&mut buf).map_err(|e| Error::io(&f, e))?;
-            if k == 0 {
-                break;
-            }
-            h.update(&buf[..k]);
-        }
-    }
-    Ok(config::hex(&h.finalize()))
-}
-
-/// Row-aligned token tensors of a dataset and its corruption, checked for alignment.
-fn tokens_of(model: &Model, ds: &Dataset, corrupted: bool) -> Result<Tensor> {
-    let pad = 0u32;
-    let p = ds
-        .examples
-        .iter()
-        .map(|e| {
-            e.tokens
-                .len()
-                .max(e.corrupted_tokens.as_ref().map_or(0, Vec::len))
-        })
-        .max()
-        .unwrap_or(0);
-    let rows: Vec<Vec<u32>> = ds
-        .examples
-        .iter()
-        .map(|e| {
-            let src = if corrupted {
-                e.corrupted_tokens.clone().unwrap_or_default()
-            } else {
-                e.tokens.clone()
-            };
-            let mut r = src;
-            r.resize(p, pad);
-            r
-        })
-        .collect();
-    model.tokens_tensor(&rows)
 }
 
 /// Row i of the result is row `(i + shift) mod n` of `tokens`; every row must have its
@@ -245,11 +159,11 @@ impl Prepared {
         if needs_corrupted {
             check_alignment(&dataset)?;
         }
-        let tokens = tokens_of(&model, &dataset, false)?;
+        let tokens = token_tensor(&model, &dataset, Side::Clean)?;
         let source_tokens = if let Ablation::Resample(r) = &config.ablation {
             Some(resampled(&tokens, &dataset, r.shift)?)
         } else if needs_corrupted {
-            Some(tokens_of(&model, &dataset, true)?)
+            Some(token_tensor(&model, &dataset, Side::Corrupted)?)
         } else {
             None
         };
@@ -267,11 +181,10 @@ impl Prepared {
             _ => vec![0; dataset.len()],
         };
         let end = dataset.end_positions();
-        let dataset_hash = config::hex(&Sha256::digest(dataset.to_jsonl().as_bytes()));
         let identity = RunIdentity {
             config_hash: config.hash(),
-            model_hash: model_hash(&model)?,
-            dataset_hash,
+            model_hash: hash::model_hash(&model)?,
+            dataset_hash: hash::dataset_hash(&dataset),
         };
         Ok(Prepared {
             config: config.clone(),
@@ -339,19 +252,15 @@ impl Prepared {
                     ..Default::default()
                 },
             )?;
-            let ld = |l: &Tensor| -> Result<f64> {
-                Ok(crate::metric::mean(&Metric::LogitDiff.per_example(
-                    l,
-                    &self.dataset,
-                    None,
-                    None,
-                )?))
-            };
             let c = corrupted
                 .logits
                 .as_ref()
                 .ok_or_else(|| Error::input("internal: no corrupted logits"))?;
-            Some((ld(&clean_logits)?, ld(c)?))
+            Some(crate::metric::normalisation(
+                &self.dataset,
+                &clean_logits,
+                c,
+            )?)
         } else {
             None
         };

@@ -6,7 +6,7 @@
 
 use super::setup::{Position, Setup};
 use crate::error::{Error, Result};
-use crate::eval::{self, Hook, Patches, RunOptions};
+use crate::eval::{self, HookName, NameFilter, Patches, Region, RunOptions, Site};
 use crate::graph::Node;
 use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
@@ -139,29 +139,6 @@ impl Circuit {
     }
 }
 
-/// Replaces `hook_z` by the means where the mask says so.
-struct MeanHook<'a> {
-    means: &'a [Tensor],
-    /// Per layer: `[batch, pos, heads, 1]` u8, 1 = keep the run's own value.
-    keep: Vec<Tensor>,
-}
-
-impl Hook for MeanHook<'_> {
-    fn wants(&self, name: &str) -> bool {
-        name.starts_with("blocks.") && name.ends_with(".attn.hook_z")
-    }
-
-    fn visit(&mut self, name: &str, z: Tensor) -> Result<Tensor> {
-        let l: usize = name
-            .split('.')
-            .nth(1)
-            .and_then(|x| x.parse().ok())
-            .ok_or_else(|| Error::input(format!("internal: bad hook name {name}")))?;
-        let keep = self.keep[l].broadcast_as(z.dims())?;
-        Ok(keep.where_cond(&z, &self.means[l])?)
-    }
-}
-
 /// One completeness check.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Completeness {
@@ -221,13 +198,15 @@ impl<'s, 'm> MeanAblation<'s, 'm> {
                 "internal: one group per row of the means and of the dataset",
             ));
         }
-        let names = vec!["blocks.*.attn.hook_z".to_string()];
+        let names: Vec<HookName> = (0..cfg.n_layers)
+            .map(|l| HookName::Block(l, Site::Z))
+            .collect();
         let run = eval::run(
             model,
             means_tokens,
             &Patches::new(),
             RunOptions {
-                cache: crate::eval::NameFilter::new(&names, cfg)?,
+                cache: NameFilter::of(&names),
                 logits: crate::eval::LogitsAt::None,
                 ..Default::default()
             },
@@ -249,7 +228,7 @@ impl<'s, 'm> MeanAblation<'s, 'm> {
         for l in 0..cfg.n_layers {
             let z = run
                 .cache
-                .get(&format!("blocks.{l}.attn.hook_z"))
+                .get(&HookName::Block(l, Site::Z).to_string())
                 .ok_or_else(|| Error::input("internal: hook_z not cached"))?;
             let mut group_mean: BTreeMap<&str, Tensor> = BTreeMap::new();
             for (g, rows) in &by_group {
@@ -333,18 +312,21 @@ impl<'s, 'm> MeanAblation<'s, 'm> {
         Ok(out)
     }
 
+    /// The per-example metric with every head's `hook_z` replaced by its mean where `keep`
+    /// (per layer `[batch, pos, heads, 1]` u8) is 0.
     fn run_with(&self, keep: Vec<Tensor>) -> Result<Vec<f64>> {
-        let mut hook = MeanHook {
-            means: &self.means,
-            keep,
-        };
+        let mut patches = Patches::new();
+        for (l, keep) in keep.into_iter().enumerate() {
+            let ablate = keep.eq(0u8)?;
+            let name = HookName::Block(l, Site::Z);
+            patches.replace_activation(name, self.means[l].clone(), Region::Mask(ablate));
+        }
         let run = eval::run(
             self.setup.model,
             &self.setup.clean_tokens,
-            &Patches::new(),
+            &patches,
             RunOptions {
                 logits: self.setup.logits_at(),
-                hook: Some(&mut hook),
                 ..Default::default()
             },
         )?;

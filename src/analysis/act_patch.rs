@@ -12,7 +12,7 @@
 use super::setup::Setup;
 use super::sweep::{Axis, Sweep};
 use crate::error::{Error, Result};
-use crate::eval::{self, Hook, NameFilter, Patches, Run, RunOptions, Stage};
+use crate::eval::{self, HookName, NameFilter, Patches, Region, Run, RunOptions, Site};
 use candle_core::Tensor;
 use std::ops::Range;
 
@@ -151,27 +151,6 @@ impl Default for ActPatchOptions {
     }
 }
 
-/// Replaces one slice of one named activation with the clean run's values.
-struct SliceHook<'a> {
-    name: String,
-    clean: &'a Tensor,
-    ranges: Vec<Range<usize>>,
-}
-
-impl Hook for SliceHook<'_> {
-    fn wants(&self, name: &str) -> bool {
-        name == self.name
-    }
-
-    fn visit(&mut self, _name: &str, act: Tensor) -> Result<Tensor> {
-        let mut src = self.clean.clone();
-        for (d, r) in self.ranges.iter().enumerate() {
-            src = src.narrow(d, r.start, r.end - r.start)?;
-        }
-        Ok(act.contiguous()?.slice_assign(&self.ranges, &src)?)
-    }
-}
-
 /// The clean and corrupted runs a sweep patches between.
 struct Patcher<'s, 'm> {
     setup: &'s Setup<'m>,
@@ -181,59 +160,49 @@ struct Patcher<'s, 'm> {
 }
 
 impl<'s, 'm> Patcher<'s, 'm> {
-    fn new(setup: &'s Setup<'m>, cache: &[&str], opts: ActPatchOptions) -> Result<Self> {
-        let patterns: Vec<String> = cache.iter().map(|s| s.to_string()).collect();
-        let filter = NameFilter::new(&patterns, &setup.model.cfg)?;
+    /// Run clean (keeping `site` of every layer) and corrupted.
+    fn new(setup: &'s Setup<'m>, site: Site, opts: ActPatchOptions) -> Result<Self> {
+        let names: Vec<HookName> = (0..setup.model.cfg.n_layers)
+            .map(|l| HookName::Block(l, site))
+            .collect();
         Ok(Patcher {
             setup,
-            clean: setup.clean_run(filter)?,
+            clean: setup.clean_run(NameFilter::of(&names))?,
             corrupted: setup.corrupted_run(NameFilter::none())?,
             opts,
         })
     }
 
+    fn clean_act(&self, name: HookName) -> Result<&Tensor> {
+        self.clean
+            .cache
+            .get(&name.to_string())
+            .ok_or_else(|| Error::input(format!("internal: activation {name} was not cached")))
+    }
+
     /// The metric of the corrupted run with `name[ranges]` taken from the clean run.
-    fn patched(&mut self, name: &str, layer: usize, ranges: Vec<Range<usize>>) -> Result<f64> {
-        let clean =
-            self.clean.cache.get(name).ok_or_else(|| {
-                Error::input(format!("internal: activation {name} was not cached"))
-            })?;
-        let mut hook = SliceHook {
-            name: name.to_string(),
-            clean,
-            ranges,
-        };
+    fn patched(&mut self, name: HookName, ranges: Vec<Range<usize>>) -> Result<f64> {
+        let clean = self.clean_act(name)?.clone();
+        let mut patches = Patches::new();
+        patches.replace_activation(name, clean, Region::Slice(ranges));
+        // Stages before the patched activation's cannot change: start there from the
+        // corrupted run (for resid_mid and mlp_out, at the layer's MLP half).
+        let from = self.opts.resume.then(|| (&self.corrupted, name.stage()));
         let run = eval::run(
             self.setup.model,
             &self.setup.corrupted_tokens,
-            &Patches::new(),
+            &patches,
             RunOptions {
                 logits: self.setup.logits_at(),
-                hook: Some(&mut hook),
-                // resid_mid and mlp_out come after the layer's attention, which the patch
-                // cannot change: start at the MLP
-                from: self.opts.resume.then(|| {
-                    let mlp_half =
-                        name.ends_with(".hook_resid_mid") || name.ends_with(".hook_mlp_out");
-                    let stage = if mlp_half {
-                        Stage::Mlp(layer)
-                    } else {
-                        Stage::Attn(layer)
-                    };
-                    (&self.corrupted, stage)
-                }),
+                from,
                 ..Default::default()
             },
         )?;
         self.setup.score_run(&run)
     }
 
-    fn dims(&self, name: &str) -> Result<Vec<usize>> {
-        self.clean
-            .cache
-            .get(name)
-            .map(|t| t.dims().to_vec())
-            .ok_or_else(|| Error::input(format!("internal: activation {name} was not cached")))
+    fn dims(&self, name: HookName) -> Result<Vec<usize>> {
+        Ok(self.clean_act(name)?.dims().to_vec())
     }
 }
 
@@ -272,19 +241,19 @@ pub fn act_patch_with(setup: &Setup, target: ActTarget, opts: ActPatchOptions) -
     }
     let mut sweep = match target {
         ResidPre | ResidMid | AttnOut | MlpOut => {
-            let suffix = match target {
-                ResidPre => "hook_resid_pre",
-                ResidMid => "hook_resid_mid",
-                AttnOut => "hook_attn_out",
-                _ => "hook_mlp_out",
+            let site = match target {
+                ResidPre => Site::ResidPre,
+                ResidMid => Site::ResidMid,
+                AttnOut => Site::AttnOut,
+                _ => Site::MlpOut,
             };
-            layer_pos(setup, suffix, target, opts)?
+            layer_pos(setup, site, target, opts)?
         }
         HeadOutByPos | HeadQByPos | HeadKByPos | HeadVByPos => {
-            head_vector(setup, head_letter(target), true, target, opts)?
+            head_vector(setup, head_site(target), true, target, opts)?
         }
         HeadOutAllPos | HeadQAllPos | HeadKAllPos | HeadVAllPos => {
-            head_vector(setup, head_letter(target), false, target, opts)?
+            head_vector(setup, head_site(target), false, target, opts)?
         }
         HeadPatternByPos | HeadPatternAllPos | HeadPatternDestSrcPos => {
             pattern(setup, target, opts)?
@@ -351,13 +320,13 @@ pub fn act_patch_with(setup: &Setup, target: ActTarget, opts: ActPatchOptions) -
     Ok(sweep)
 }
 
-fn head_letter(t: ActTarget) -> &'static str {
+fn head_site(t: ActTarget) -> Site {
     use ActTarget::*;
     match t {
-        HeadQByPos | HeadQAllPos => "q",
-        HeadKByPos | HeadKAllPos => "k",
-        HeadVByPos | HeadVAllPos => "v",
-        _ => "z",
+        HeadQByPos | HeadQAllPos => Site::Q,
+        HeadKByPos | HeadKAllPos => Site::K,
+        HeadVByPos | HeadVAllPos => Site::V,
+        _ => Site::Z,
     }
 }
 
@@ -365,22 +334,21 @@ fn title(t: ActTarget) -> String {
     format!("Activation patching: {}", t.name())
 }
 
-fn layer_pos(setup: &Setup, suffix: &str, t: ActTarget, opts: ActPatchOptions) -> Result<Sweep> {
+fn layer_pos(setup: &Setup, site: Site, t: ActTarget, opts: ActPatchOptions) -> Result<Sweep> {
     let n_layers = setup.model.cfg.n_layers;
-    let pattern = format!("blocks.*.{suffix}");
-    let mut p = Patcher::new(setup, &[&pattern], opts)?;
+    let mut p = Patcher::new(setup, site, opts)?;
     let axes = vec![
         Axis::layers(n_layers),
         Axis::new("pos", setup.pos_labels.clone()),
     ];
     let mut sweep = Sweep::new(t.name(), &title(t), axes);
     for l in 0..n_layers {
-        let name = format!("blocks.{l}.{suffix}");
-        let dims = p.dims(&name)?;
+        let name = HookName::Block(l, site);
+        let dims = p.dims(name)?;
         for pos in 0..setup.seq_len() {
             let mut r = full(&dims);
             r[1] = pos..pos + 1;
-            let v = p.patched(&name, l, r)?;
+            let v = p.patched(name, r)?;
             sweep.set(&[l, pos], v);
         }
     }
@@ -389,14 +357,13 @@ fn layer_pos(setup: &Setup, suffix: &str, t: ActTarget, opts: ActPatchOptions) -
 
 fn head_vector(
     setup: &Setup,
-    letter: &str,
+    site: Site,
     by_pos: bool,
     t: ActTarget,
     opts: ActPatchOptions,
 ) -> Result<Sweep> {
     let cfg = &setup.model.cfg;
-    let pattern = format!("blocks.*.attn.hook_{letter}");
-    let mut p = Patcher::new(setup, &[&pattern], opts)?;
+    let mut p = Patcher::new(setup, site, opts)?;
     let mut axes = vec![Axis::layers(cfg.n_layers)];
     if by_pos {
         axes.push(Axis::new("pos", setup.pos_labels.clone()));
@@ -409,8 +376,8 @@ fn head_vector(
         vec![None]
     };
     for l in 0..cfg.n_layers {
-        let name = format!("blocks.{l}.attn.hook_{letter}");
-        let dims = p.dims(&name)?;
+        let name = HookName::Block(l, site);
+        let dims = p.dims(name)?;
         for &pos in &positions {
             for h in 0..cfg.n_heads {
                 let mut r = full(&dims);
@@ -418,7 +385,7 @@ fn head_vector(
                     r[1] = pos..pos + 1;
                 }
                 r[2] = h..h + 1;
-                let v = p.patched(&name, l, r)?;
+                let v = p.patched(name, r)?;
                 match pos {
                     Some(pos) => sweep.set(&[l, pos, h], v),
                     None => sweep.set(&[l, h], v),
@@ -431,7 +398,7 @@ fn head_vector(
 
 fn pattern(setup: &Setup, t: ActTarget, opts: ActPatchOptions) -> Result<Sweep> {
     let cfg = &setup.model.cfg;
-    let mut p = Patcher::new(setup, &["blocks.*.attn.hook_pattern"], opts)?;
+    let mut p = Patcher::new(setup, Site::Pattern, opts)?;
     let n_pos = setup.seq_len();
     let mut axes = vec![Axis::layers(cfg.n_layers), Axis::heads(cfg.n_heads)];
     match t {
@@ -444,21 +411,21 @@ fn pattern(setup: &Setup, t: ActTarget, opts: ActPatchOptions) -> Result<Sweep> 
     }
     let mut sweep = Sweep::new(t.name(), &title(t), axes);
     for l in 0..cfg.n_layers {
-        let name = format!("blocks.{l}.attn.hook_pattern");
-        let dims = p.dims(&name)?;
+        let name = HookName::Block(l, Site::Pattern);
+        let dims = p.dims(name)?;
         for h in 0..cfg.n_heads {
             let mut r = full(&dims);
             r[1] = h..h + 1;
             match t {
                 ActTarget::HeadPatternAllPos => {
-                    let v = p.patched(&name, l, r)?;
+                    let v = p.patched(name, r)?;
                     sweep.set(&[l, h], v);
                 }
                 ActTarget::HeadPatternByPos => {
                     for d in 0..n_pos {
                         let mut r = r.clone();
                         r[2] = d..d + 1;
-                        let v = p.patched(&name, l, r)?;
+                        let v = p.patched(name, r)?;
                         sweep.set(&[l, h, d], v);
                     }
                 }
@@ -468,7 +435,7 @@ fn pattern(setup: &Setup, t: ActTarget, opts: ActPatchOptions) -> Result<Sweep> 
                             let mut r = r.clone();
                             r[2] = d..d + 1;
                             r[3] = s..s + 1;
-                            let v = p.patched(&name, l, r)?;
+                            let v = p.patched(name, r)?;
                             sweep.set(&[l, h, d, s], v);
                         }
                     }

@@ -74,6 +74,15 @@ fn center_scale(x: &Tensor, scale: &Tensor) -> Result<Tensor> {
     Ok(xc.broadcast_div(scale)?)
 }
 
+/// The model's final LayerNorm ([`crate::model::Model::layer_norm`]) in float64 on `[batch,
+/// d_model]` rows: `(output, scale)`.
+fn final_ln_f64(setup: &Setup, x: &Tensor) -> Result<(Tensor, Tensor)> {
+    let model = setup.model;
+    let w = model.w.ln_f_w.to_dtype(DType::F64)?;
+    let b = model.w.ln_f_b.to_dtype(DType::F64)?;
+    model.layer_norm(&x.to_dtype(DType::F64)?, &w, &b)
+}
+
 /// The clean run with what attribution needs, and the final LayerNorm scale at END.
 struct Attrib<'s, 'm> {
     setup: &'s Setup<'m>,
@@ -86,11 +95,8 @@ impl<'s, 'm> Attrib<'s, 'm> {
     fn new(setup: &'s Setup<'m>, cache: &[&str]) -> Result<Self> {
         let patterns: Vec<String> = cache.iter().map(|s| s.to_string()).collect();
         let run = setup.clean_run(NameFilter::new(&patterns, &setup.model.cfg)?)?;
-        let fin = at_positions(&run.resid[setup.model.cfg.n_layers], &setup.ends)?
-            .to_dtype(DType::F64)?;
-        let xc = fin.broadcast_sub(&fin.mean_keepdim(D::Minus1)?)?;
-        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-        let scale = (var + setup.model.cfg.eps)?.sqrt()?;
+        let fin = at_positions(&run.resid[setup.model.cfg.n_layers], &setup.ends)?;
+        let (_, scale) = final_ln_f64(setup, &fin)?;
         Ok(Attrib {
             setup,
             run,
@@ -191,7 +197,6 @@ pub fn dla_layers(setup: &Setup) -> Result<Sweep> {
 /// The logit lens at END: `[resid]` labelled `0_pre`, `0_mid`, …, `final_post`.
 pub fn logit_lens(setup: &Setup) -> Result<Sweep> {
     let cfg = &setup.model.cfg;
-    let model = setup.model;
     let mid: Vec<String> = (0..cfg.n_layers)
         .map(|l| format!("blocks.{l}.hook_resid_mid"))
         .collect();
@@ -201,16 +206,8 @@ pub fn logit_lens(setup: &Setup) -> Result<Sweep> {
         mid.iter().map(String::as_str).collect()
     };
     let a = Attrib::new(setup, &cache)?;
-    let w = model.w.ln_f_w.to_dtype(DType::F64)?;
-    let b = model.w.ln_f_b.to_dtype(DType::F64)?;
     let lens = |x: &Tensor| -> Result<f64> {
-        let x = at_positions(x, &setup.ends)?.to_dtype(DType::F64)?;
-        let xc = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
-        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-        let y = xc
-            .broadcast_div(&(var + cfg.eps)?.sqrt()?)?
-            .broadcast_mul(&w)?
-            .broadcast_add(&b)?;
+        let (y, _) = final_ln_f64(setup, &at_positions(x, &setup.ends)?)?;
         mean_projection(&y, &a.dirs)
     };
     let mut labels = Vec::new();

@@ -18,7 +18,7 @@
 use super::setup::{Position, Setup};
 use super::sweep::{Axis, Sweep};
 use crate::error::{Error, Result};
-use crate::eval::{self, Hook, NameFilter, Patches, Run, RunOptions, Stage};
+use crate::eval::{self, HookName, NameFilter, Patches, Region, Run, RunOptions, Site, Stage};
 use crate::graph::{Node, Receiver};
 use candle_core::Tensor;
 
@@ -115,15 +115,16 @@ impl<'s, 'm> PathPatcher<'s, 'm> {
         let metric = if patches.is_empty() {
             setup.clean_metric
         } else {
-            let n = setup.model.cfg.n_layers;
-            let first = patches.first_layer(n).unwrap_or(0);
+            let first = patches
+                .first_stage(setup.model.cfg.n_layers)
+                .unwrap_or(Stage::Embed);
             let run = eval::run(
                 setup.model,
                 &setup.clean_tokens,
                 &patches,
                 RunOptions {
                     logits: setup.logits_at(),
-                    from: Some((&self.clean, Stage::layer_start(first, n))),
+                    from: Some((&self.clean, first)),
                     ..Default::default()
                 },
             )?;
@@ -149,7 +150,10 @@ impl<'s, 'm> PathPatcher<'s, 'm> {
         }
     }
 
-    /// [`PathMode::ThroughMlps`]: two runs on the clean tokens, both through hooks.
+    /// [`PathMode::ThroughMlps`]: two runs on the clean tokens. Run 1 freezes every head's
+    /// `hook_z` to the clean run's except the senders' (the corrupted run's; MLP senders'
+    /// outputs too) and recomputes the MLPs; run 2 is the clean run with the receivers' q, k,
+    /// v (or MLP input) taken from run 1 at the masked positions.
     fn run_through_mlps(
         &self,
         senders: &[Node],
@@ -177,48 +181,25 @@ impl<'s, 'm> PathPatcher<'s, 'm> {
         if edges == 0 {
             return Ok(self.result(setup.clean_metric, 0));
         }
-        // run 1: senders corrupted, every other head frozen to clean, MLPs recomputed
-        let mut is_sender = vec![vec![0u8; cfg.n_heads]; n];
-        let mut mlp_sender = vec![false; n];
-        for u in senders {
-            match *u {
-                Node::Head(l, h) => is_sender[l][h] = 1,
-                Node::Mlp(l) => mlp_sender[l] = true,
-                Node::Embed => {}
-            }
-        }
-        let dev = model.device();
-        let head_masks = is_sender
-            .iter()
-            .map(|v| Ok(Tensor::from_vec(v.clone(), (1, 1, cfg.n_heads, 1), dev)?))
-            .collect::<Result<Vec<_>>>()?;
-        let mut freeze = FreezeHook {
-            clean: &self.clean,
-            corrupted: &self.corrupted,
-            head_masks,
-            mlp_sender,
-        };
         let first_sender = senders.iter().filter_map(Node::layer).min().unwrap_or(0);
-        let mut names: Vec<String> = Vec::new();
-        for r in receivers {
-            match *r {
-                Receiver::Head(l, _, x) => {
-                    names.push(format!("blocks.{l}.attn.hook_{}", x.letter()))
-                }
-                Receiver::Mlp(l) => names.push(format!("blocks.{l}.hook_mlp_in")),
-                Receiver::Logits => {}
-            }
-        }
+        let freeze = self.freeze_patches(senders, first_sender)?;
+        let mut names: Vec<HookName> = receivers
+            .iter()
+            .filter_map(|r| match *r {
+                Receiver::Head(l, _, x) => Some(HookName::Block(l, Site::qkv(x))),
+                Receiver::Mlp(l) => Some(HookName::Block(l, Site::MlpIn)),
+                Receiver::Logits => None,
+            })
+            .collect();
         names.sort();
         names.dedup();
         let frozen = eval::run(
             model,
             &setup.clean_tokens,
-            &Patches::new(),
+            &freeze,
             RunOptions {
-                cache: NameFilter::new(&names, cfg)?,
+                cache: NameFilter::of(&names),
                 logits: setup.logits_at(),
-                hook: Some(&mut freeze),
                 from: Some((&self.clean, Stage::layer_start(first_sender, n))),
                 ..Default::default()
             },
@@ -227,7 +208,6 @@ impl<'s, 'm> PathPatcher<'s, 'm> {
             let m = setup.score_run(&frozen)?;
             return Ok(self.result(m, edges));
         }
-        // run 2: the clean run with the receivers' inputs from run 1
         let (b, p) = (setup.batch(), setup.seq_len());
         let pos_mask: Vec<u8> = match mask {
             Some(m) => m
@@ -239,51 +219,76 @@ impl<'s, 'm> PathPatcher<'s, 'm> {
                 .collect(),
             None => vec![1; b * p],
         };
-        let mut replace: std::collections::BTreeMap<String, (Tensor, Tensor)> = Default::default();
-        for name in &names {
+        let dev = model.device();
+        let mut patches = Patches::new();
+        for &name in &names {
+            let key = name.to_string();
             let captured = frozen
                 .cache
-                .get(name)
-                .ok_or_else(|| Error::input(format!("internal: {name} not cached")))?
+                .get(&key)
+                .ok_or_else(|| Error::input(format!("internal: {key} not cached")))?
                 .clone();
-            let m = if name.ends_with("hook_mlp_in") {
-                Tensor::from_vec(pos_mask.clone(), (b, p, 1), dev)?
-            } else {
-                let l: usize = name
-                    .split('.')
-                    .nth(1)
-                    .and_then(|x| x.parse().ok())
-                    .unwrap_or(0);
-                let letter = name.chars().last().unwrap_or('q');
-                let mut v = vec![0u8; b * p * cfg.n_heads];
-                for r in receivers {
-                    if let Receiver::Head(rl, h, x) = *r {
-                        if rl == l && x.letter() == letter {
-                            for i in 0..b * p {
-                                v[i * cfg.n_heads + h] = pos_mask[i];
+            let m = match name {
+                HookName::Block(l, site) if site != Site::MlpIn => {
+                    let mut v = vec![0u8; b * p * cfg.n_heads];
+                    for r in receivers {
+                        if let Receiver::Head(rl, h, x) = *r {
+                            if rl == l && Site::qkv(x) == site {
+                                for i in 0..b * p {
+                                    v[i * cfg.n_heads + h] = pos_mask[i];
+                                }
                             }
                         }
                     }
+                    Tensor::from_vec(v, (b, p, cfg.n_heads, 1), dev)?
                 }
-                Tensor::from_vec(v, (b, p, cfg.n_heads, 1), dev)?
+                _ => Tensor::from_vec(pos_mask.clone(), (b, p, 1), dev)?,
             };
-            replace.insert(name.clone(), (captured, m));
+            patches.replace_activation(name, captured, Region::Mask(m));
         }
-        let mut hook = ReplaceHook { replace };
-        let first = receivers.iter().map(|r| r.layer(n)).min().unwrap_or(0);
+        let first = patches.first_stage(n).unwrap_or(Stage::Embed);
         let run = eval::run(
             model,
             &setup.clean_tokens,
-            &Patches::new(),
+            &patches,
             RunOptions {
                 logits: setup.logits_at(),
-                hook: Some(&mut hook),
-                from: Some((&self.clean, Stage::layer_start(first, n))),
+                from: Some((&self.clean, first)),
                 ..Default::default()
             },
         )?;
         let m = setup.score_run(&run)?;
         Ok(self.result(m, edges))
+    }
+
+    /// Run 1 of [`PathMode::ThroughMlps`] from layer `first`: every head's `hook_z` is the
+    /// clean run's except the senders' (the corrupted run's); MLP senders' outputs are the
+    /// corrupted run's.
+    fn freeze_patches(&self, senders: &[Node], first: usize) -> Result<Patches> {
+        let cfg = &self.setup.model.cfg;
+        let mut is_sender = vec![vec![0u8; cfg.n_heads]; cfg.n_layers];
+        let mut patches = Patches::new();
+        for u in senders {
+            match *u {
+                Node::Head(l, h) => is_sender[l][h] = 1,
+                Node::Mlp(l) => {
+                    let out = self.corrupted.mlp_out[l]
+                        .clone()
+                        .ok_or_else(|| Error::input("this model has no MLPs"))?;
+                    patches.replace_activation(HookName::Block(l, Site::MlpOut), out, Region::All);
+                }
+                Node::Embed => {}
+            }
+        }
+        let dev = self.setup.model.device();
+        for (l, heads) in is_sender.into_iter().enumerate().skip(first) {
+            let m = Tensor::from_vec(heads, (1, 1, cfg.n_heads, 1), dev)?;
+            let z = m
+                .broadcast_as(self.clean.z[l].dims())?
+                .where_cond(&self.corrupted.z[l], &self.clean.z[l])?;
+            patches.replace_activation(HookName::Block(l, Site::Z), z, Region::All);
+        }
+        Ok(patches)
     }
 
     /// Iterative path patching: every head and MLP alone as the sender into `receivers`.
@@ -346,61 +351,6 @@ impl<'s, 'm> PathPatcher<'s, 'm> {
             },
         );
         Ok(sweep)
-    }
-}
-
-/// Run 1 of [`PathMode::ThroughMlps`]: every head's `hook_z` is the clean run's, except the
-/// senders' (the corrupted run's); MLP senders' outputs are the corrupted run's.
-struct FreezeHook<'a> {
-    clean: &'a Run,
-    corrupted: &'a Run,
-    /// Per layer `[1, 1, heads, 1]` u8: 1 = sender.
-    head_masks: Vec<Tensor>,
-    mlp_sender: Vec<bool>,
-}
-
-fn layer_of(name: &str) -> Option<usize> {
-    name.strip_prefix("blocks.")?
-        .split('.')
-        .next()?
-        .parse()
-        .ok()
-}
-
-impl Hook for FreezeHook<'_> {
-    fn wants(&self, name: &str) -> bool {
-        name.ends_with(".attn.hook_z")
-            || (name.ends_with(".hook_mlp_out")
-                && layer_of(name).is_some_and(|l| self.mlp_sender[l]))
-    }
-
-    fn visit(&mut self, name: &str, act: Tensor) -> Result<Tensor> {
-        let l = layer_of(name).ok_or_else(|| Error::input(format!("internal: {name}")))?;
-        if name.ends_with(".hook_mlp_out") {
-            return self.corrupted.mlp_out[l]
-                .clone()
-                .ok_or_else(|| Error::input("this model has no MLPs"));
-        }
-        let m = self.head_masks[l].broadcast_as(act.dims())?;
-        Ok(m.where_cond(&self.corrupted.z[l], &self.clean.z[l])?)
-    }
-}
-
-/// Run 2 of [`PathMode::ThroughMlps`]: named activations replaced where a u8 mask is 1.
-struct ReplaceHook {
-    replace: std::collections::BTreeMap<String, (Tensor, Tensor)>,
-}
-
-impl Hook for ReplaceHook {
-    fn wants(&self, name: &str) -> bool {
-        self.replace.contains_key(name)
-    }
-
-    fn visit(&mut self, name: &str, act: Tensor) -> Result<Tensor> {
-        match self.replace.get(name) {
-            Some((with, m)) => Ok(m.broadcast_as(act.dims())?.where_cond(with, &act)?),
-            None => Ok(act),
-        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! safetensors (the array) plus JSON (axes, labels and notes).
 
 use crate::error::{write_atomic, Error, Result};
+use crate::report::safetensors::TensorData;
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -272,49 +273,16 @@ pub fn sanitize(s: &str) -> String {
         .collect()
 }
 
-/// Serialise f32 tensors in the safetensors format (8-byte header length, JSON header padded
-/// with spaces to a multiple of 8, little-endian data).
+/// Serialise f32 tensors (name, shape, values) as safetensors with string metadata.
 pub fn safetensors_f32(
     tensors: &[(&str, &[usize], &[f32])],
     metadata: &BTreeMap<String, String>,
 ) -> Result<Vec<u8>> {
-    let mut header = serde_json::Map::new();
-    if !metadata.is_empty() {
-        header.insert("__metadata__".into(), serde_json::json!(metadata));
-    }
-    let mut offset = 0usize;
-    for (name, shape, data) in tensors {
-        let n: usize = shape.iter().product();
-        if n != data.len() {
-            return Err(Error::input(format!(
-                "tensor {name}: shape {shape:?} holds {n} values, got {}",
-                data.len()
-            )));
-        }
-        header.insert(
-            name.to_string(),
-            serde_json::json!({
-                "dtype": "F32",
-                "shape": shape,
-                "data_offsets": [offset, offset + 4 * n],
-            }),
-        );
-        offset += 4 * n;
-    }
-    let mut h = serde_json::to_vec(&serde_json::Value::Object(header))
-        .map_err(|e| Error::input(format!("safetensors header: {e}")))?;
-    while h.len() % 8 != 0 {
-        h.push(b' ');
-    }
-    let mut out = Vec::with_capacity(8 + h.len() + offset);
-    out.extend_from_slice(&(h.len() as u64).to_le_bytes());
-    out.extend_from_slice(&h);
-    for (_, _, data) in tensors {
-        for v in data.iter() {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-    }
-    Ok(out)
+    let data = tensors
+        .iter()
+        .map(|(name, shape, v)| Ok((name.to_string(), TensorData::f32(name, shape, v)?)))
+        .collect::<Result<Vec<_>>>()?;
+    crate::report::safetensors::to_bytes(&data, metadata)
 }
 
 /// Read a tensor from a safetensors file as f64 values with its shape (for tests and tools).

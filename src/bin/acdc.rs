@@ -9,6 +9,9 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::PathBuf;
 
+#[path = "acdc/sweep.rs"]
+mod sweep;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -19,6 +22,7 @@ const EXAMPLE: &str = "Examples:
   acdc --show runs/toy-ioi          # the circuit as plain lines (kept edges, metrics)
   acdc --config configs/acdc/toy-induction.ron --out runs/roc \
        --roc models/toy-induction/CIRCUIT.json --taus=-6:0:31   # ROC AUC over a τ sweep
+  acdc sweep --config configs/sweeps/toy-induction-tau.ron --out runs/sweep   # see acdc sweep --help
 
 The folder gets circuit.json (kept edges with the metric change measured when each was tested),
 circuit.dot and circuit.svg (the diagram), acdc.log and checkpoint.json, rewritten after every
@@ -26,8 +30,16 @@ receiver. Set RUST_LOG=info for per-receiver log lines on stderr.";
 
 /// Automatic circuit discovery: prune a model's edge graph greedily, as the reference ACDC does.
 #[derive(Parser, Debug)]
-#[command(name = "acdc", version, about, after_help = EXAMPLE)]
+#[command(
+    name = "acdc",
+    version,
+    about,
+    after_help = EXAMPLE,
+    args_conflicts_with_subcommands = true
+)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// The run's config (RON, see configs/acdc/).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -105,6 +117,13 @@ struct Args {
     taus: String,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Many ACDC runs from a sweep file (τ grids, metrics, ablations, seeds, sizes, configs),
+    /// here in parallel or as a Slurm array; `sweep status DIR`, `sweep collect DIR`.
+    Sweep(sweep::SweepArgs),
+}
+
 fn overrides(a: &Args) -> Result<Overrides> {
     Ok(Overrides {
         model: a.model.clone(),
@@ -139,27 +158,16 @@ fn show(dir: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// `--roc`: a τ sweep of the config (each τ an ordinary run folder under `--out/points/`, run
+/// in parallel and resumable), merged into `roc.json` and the sweep's report.
 fn roc(a: &Args, truth_path: &std::path::Path) -> Result<()> {
+    use circuitscope::sweep::{self as sw, Grid, SweepFolder, TauAxis};
     let (Some(cfg_path), Some(out)) = (&a.config, &a.out) else {
         anyhow::bail!("--roc needs --config FILE and --out DIR");
     };
-    let parts: Vec<&str> = a.taus.split(':').collect();
-    let bad = || {
-        anyhow::anyhow!(
-            "--taus {}: expected LO:HI:N (e.g. -6:0:31 for 10^-6 … 1 in 31 steps)",
-            a.taus
-        )
-    };
-    let [lo, hi, n] = parts[..] else {
-        return Err(bad());
-    };
-    let (lo, hi, n): (f64, f64, usize) = (
-        lo.parse().map_err(|_| bad())?,
-        hi.parse().map_err(|_| bad())?,
-        n.parse().map_err(|_| bad())?,
-    );
-    if n == 0 {
-        return Err(bad());
+    let taus = TauAxis::parse_range(&a.taus, "--taus")?.values();
+    if taus.is_empty() {
+        anyhow::bail!("--taus {}: N must be at least 1 (e.g. -6:0:31)", a.taus);
     }
     let roc_path = out.join("roc.json");
     if roc_path.exists() && !a.force {
@@ -169,65 +177,73 @@ fn roc(a: &Args, truth_path: &std::path::Path) -> Result<()> {
         );
     }
     let config = acdc::load_config(cfg_path, &overrides(a)?)?;
-    let prep = Prepared::new(&config)?;
-    let sweep = prep.sweep();
-    let acdc::Units::Edges(graph) = &sweep.units else {
+    if config.level == acdc::Level::Nodes {
         anyhow::bail!("--roc works on edges; drop --nodes");
+    }
+    let source = format!(
+        "acdc --config {} --roc {} --taus={}",
+        cfg_path.display(),
+        truth_path.display(),
+        a.taus
+    );
+    let plan = Grid::taus(config.clone(), taus).expand(
+        &source,
+        Some(truth_path.to_path_buf()),
+        a.roc_key.clone(),
+        Default::default(),
+    )?;
+    let fresh = !out.join(sw::folder::MANIFEST).exists() || a.force;
+    if fresh {
+        sw::local::check_points(&plan.points)?;
+    }
+    let text = format!("// {source}\n// with the config:\n{}", config.to_ron());
+    // An interrupted --roc continues: the finished thresholds are kept.
+    let folder = SweepFolder::create_or_check(out, &plan, &text, true, a.force)?;
+    let threads = a.threads.unwrap_or(1).max(1);
+    sweep::run_here(&folder, None, threads, !fresh, a.no_progress, None)?;
+    let c = sw::collect(&folder, None)?;
+    c.write(&folder)?;
+    let Some(g) = c.roc.first() else {
+        anyhow::bail!("internal: no ROC curve was computed");
     };
-    let key = a
-        .roc_key
-        .clone()
-        .unwrap_or_else(|| acdc::roc::truth_key(&config.ablation).to_string());
-    let truth = acdc::roc::read_truth(truth_path, &key, graph, &prep.model.cfg)?;
-    let taus = acdc::roc::log_taus(lo, hi, n);
-    let runs = acdc::roc::kept_sets(&prep, &taus)?;
-    let curve = acdc::roc::curve(&runs, &truth, graph.len());
-    let auc = acdc::roc::auc(&curve);
-    let exact: Vec<f64> = runs
+    let points: Vec<serde_json::Value> = g
+        .points
         .iter()
-        .filter(|(_, k)| *k == truth)
-        .map(|(t, _)| *t)
-        .collect();
-    let points: Vec<serde_json::Value> = runs
-        .iter()
-        .map(|(t, k)| {
-            let (fpr, tpr) = acdc::roc::rates(k, &truth, graph.len());
-            serde_json::json!({"tau": t, "kept": k.len(), "fpr": fpr, "tpr": tpr})
-        })
+        .map(|(t, k, fpr, tpr)| serde_json::json!({"tau": t, "kept": k, "fpr": fpr, "tpr": tpr}))
         .collect();
     let json = serde_json::json!({
         "config": config,
         "truth_file": truth_path.display().to_string(),
-        "truth_key": key,
-        "truth": truth.len(),
-        "edges": graph.len(),
-        "auc": auc,
-        "exact_at_tau": exact,
+        "truth_key": g.key,
+        "truth": g.truth,
+        "edges": g.edges,
+        "auc": g.auc,
+        "exact_at_tau": g.exact_at_tau,
         "points": points,
     });
-    std::fs::create_dir_all(out)?;
     circuitscope::error::write_atomic(&roc_path, serde_json::to_string_pretty(&json)?.as_bytes())?;
-    for p in &points {
-        println!(
-            "tau {:.3e}: {:>5} kept, FPR {:.4}, TPR {:.4}",
-            p["tau"].as_f64().unwrap_or(0.0),
-            p["kept"],
-            p["fpr"].as_f64().unwrap_or(0.0),
-            p["tpr"].as_f64().unwrap_or(0.0)
-        );
+    for (t, k, fpr, tpr) in &g.points {
+        println!("tau {t:.3e}: {k} kept, FPR {fpr:.4}, TPR {tpr:.4}");
     }
     println!(
-        "ROC AUC {auc:.4} over {n} thresholds ({} true edges of {}); exactly the true circuit at \
-         {} of them; written to {}",
-        truth.len(),
-        graph.len(),
-        exact.len(),
-        roc_path.display()
+        "ROC AUC {:.4} over {} thresholds ({} true edges of {}); exactly the true circuit at \
+         {} of them; written to {} (the runs: {}/points/, report: {}/sweep.html)",
+        g.auc,
+        g.points.len(),
+        g.truth,
+        g.edges,
+        g.exact_at_tau.len(),
+        roc_path.display(),
+        out.display(),
+        out.display()
     );
     Ok(())
 }
 
 fn run(a: &Args) -> Result<()> {
+    if let Some(Command::Sweep(s)) = &a.command {
+        return sweep::run(s);
+    }
     if let Some(dir) = &a.show {
         return show(dir);
     }
@@ -352,7 +368,13 @@ fn progress_bar(show: bool, unit: &str) -> ProgressBar {
 
 fn main() {
     let args = Args::parse();
-    if let Some(n) = args.threads {
+    // Sweeps run several runs at once, each on its own threads (default one): set before any
+    // tensor work, as below.
+    if let Some(Command::Sweep(s)) = &args.command {
+        circuitscope::sweep::local::set_threads_per_run(sweep::threads_per_run(s));
+    } else if args.roc.is_some() {
+        circuitscope::sweep::local::set_threads_per_run(args.threads.unwrap_or(1));
+    } else if let Some(n) = args.threads {
         // Before any tensor work: the thread pools read it once, when they start.
         std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
     }

@@ -29,13 +29,36 @@ pub struct Example {
     pub corrupted_tokens: Option<Vec<u32>>,
 }
 
+/// The END position of a row of tokens: its last token, whose next-token prediction is scored
+/// (0 for an empty row). Every task and every fallback names END through this one rule.
+pub fn end_position(tokens: &[u32]) -> usize {
+    tokens.len().saturating_sub(1)
+}
+
+/// Which tokens of a row: the clean prompt's or the corrupted prompt's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The prompt (`tokens`).
+    Clean,
+    /// The corrupted prompt (`corrupted_tokens`).
+    Corrupted,
+}
+
 impl Example {
     /// The END position.
     pub fn end(&self) -> usize {
         self.positions
             .get("END")
             .copied()
-            .unwrap_or_else(|| self.tokens.len().saturating_sub(1))
+            .unwrap_or_else(|| end_position(&self.tokens))
+    }
+
+    /// The tokens of one side (`None`: no corrupted prompt).
+    pub fn side(&self, side: Side) -> Option<&[u32]> {
+        match side {
+            Side::Clean => Some(&self.tokens),
+            Side::Corrupted => self.corrupted_tokens.as_deref(),
+        }
     }
 }
 
@@ -68,15 +91,95 @@ impl Dataset {
             .unwrap_or(0)
     }
 
+    /// The longest row of either side (clean or corrupted), in tokens: the length at which
+    /// both sides' rows line up position by position.
+    pub fn aligned_len(&self) -> usize {
+        self.examples
+            .iter()
+            .map(|e| {
+                e.tokens
+                    .len()
+                    .max(e.corrupted_tokens.as_ref().map_or(0, Vec::len))
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Row-major `[n, max_len]` token ids, right-padded with `pad`; returns `(ids, n, max_len)`.
     pub fn padded_tokens(&self, pad: u32) -> (Vec<u32>, usize, usize) {
-        let n = self.len();
         let m = self.max_len();
-        let mut out = vec![pad; n * m];
-        for (i, e) in self.examples.iter().enumerate() {
-            out[i * m..i * m + e.tokens.len()].copy_from_slice(&e.tokens);
+        let rows = self.padded_rows(Side::Clean, m, pad);
+        (rows.concat(), self.len(), m)
+    }
+
+    /// Each row's tokens of one side, right-padded with `pad` to `len` (at least every row's
+    /// length; a longer row is kept whole). A row without a corrupted prompt gives an empty
+    /// (all-padding) row on the corrupted side.
+    pub fn padded_rows(&self, side: Side, len: usize, pad: u32) -> Vec<Vec<u32>> {
+        self.examples
+            .iter()
+            .map(|e| {
+                let mut r = e.side(side).unwrap_or_default().to_vec();
+                if r.len() < len {
+                    r.resize(len, pad);
+                }
+                r
+            })
+            .collect()
+    }
+
+    /// A dataset from token rows (task `tokens`): END is each row's last position;
+    /// `corrupted` and `answers` (`[answer, wrong]` per row) are optional (attention patterns
+    /// need neither).
+    pub fn from_token_rows(
+        clean: &[Vec<u32>],
+        corrupted: Option<&[Vec<u32>]>,
+        answers: Option<&[(u32, u32)]>,
+    ) -> Result<Dataset> {
+        if let Some(c) = corrupted {
+            if c.len() != clean.len() {
+                return Err(Error::input(format!(
+                    "{} clean rows but {} corrupted rows: give one corrupted row per clean row",
+                    clean.len(),
+                    c.len()
+                )));
+            }
         }
-        (out, n, m)
+        if let Some(a) = answers {
+            if a.len() != clean.len() {
+                return Err(Error::input(format!(
+                    "{} token rows but {} answer pairs: give one [answer, wrong] pair per row",
+                    clean.len(),
+                    a.len()
+                )));
+            }
+        }
+        let examples = clean
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let mut positions = BTreeMap::new();
+                positions.insert("END".to_string(), end_position(c));
+                let (answer, wrong) = match answers {
+                    Some(a) => (vec![a[i].0], vec![a[i].1]),
+                    None => (Vec::new(), Vec::new()),
+                };
+                Example {
+                    prompt: String::new(),
+                    tokens: c.clone(),
+                    positions,
+                    answer,
+                    wrong,
+                    features: BTreeMap::new(),
+                    corrupted_prompt: None,
+                    corrupted_tokens: corrupted.map(|x| x[i].clone()),
+                }
+            })
+            .collect();
+        Ok(Dataset {
+            task: "tokens".into(),
+            examples,
+        })
     }
 
     /// Each row's END position.
@@ -163,7 +266,7 @@ impl Dataset {
             c.corrupted_prompt = Some(e.prompt.clone());
             c.corrupted_tokens = Some(e.tokens.clone());
             if ct.len() != e.tokens.len() {
-                let end = ct.len().saturating_sub(1);
+                let end = end_position(ct);
                 for key in ["END", "end"] {
                     if let Some(p) = c.positions.get_mut(key) {
                         *p = end;

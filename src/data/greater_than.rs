@@ -4,7 +4,7 @@
 //! [`crate::metric::Metric::ProbDiff`] is the paper's probability difference.
 //! The corruption is the year `{XX}01` (Hanna et al.'s "01-02" baseline), same length.
 
-use super::dataset::{Dataset, Example};
+use super::dataset::{end_position, Dataset, Example};
 use crate::error::{Error, Result};
 use crate::tokenizer::Tokenizer;
 use rand::{Rng, SeedableRng};
@@ -149,7 +149,7 @@ pub fn generate(opts: &GreaterThanOptions, tok: &Tokenizer) -> Result<Dataset> {
                 tok.source().display()
             )));
         }
-        let end = tokens.len() - 1;
+        let end = end_position(&tokens);
         let mut positions = BTreeMap::new();
         positions.insert("END".to_string(), end);
         positions.insert("YY".to_string(), end - 2);

@@ -6,7 +6,7 @@
 //! `END`. Induction can predict the next token at every position from `R2` to `END`.
 //! The corruption replaces the second copy with fresh random tokens (same length).
 
-use super::dataset::{Dataset, Example};
+use super::dataset::{end_position, Dataset, Example};
 use crate::error::{Error, Result};
 use crate::tokenizer::Tokenizer;
 use rand::{Rng, SeedableRng};
@@ -102,7 +102,7 @@ pub fn generate(opts: &InductionOptions, tok: &Tokenizer) -> Result<Dataset> {
         let mut positions = BTreeMap::new();
         positions.insert("R1".to_string(), off);
         positions.insert("R2".to_string(), off + opts.seq_len);
-        positions.insert("END".to_string(), tokens.len() - 1);
+        positions.insert("END".to_string(), end_position(&tokens));
         let mut features = BTreeMap::new();
         features.insert("first_token".to_string(), r[0].to_string());
         features.insert("seq_len".to_string(), opts.seq_len.to_string());

@@ -6,7 +6,7 @@
 //! (name → token index) are optional. The output of `circuitscope data` (with `tokens`,
 //! `corrupted_prompt`, `corrupted_tokens` and token ids) is accepted too. Empty lines are skipped.
 
-use super::dataset::{Dataset, Example};
+use super::dataset::{end_position, Dataset, Example};
 use crate::error::{Error, Result};
 use crate::tokenizer::Tokenizer;
 use serde::{Deserialize, Serialize};
@@ -163,7 +163,7 @@ pub fn parse(text: &str, name: &str, opts: &JsonlOptions, tok: &Tokenizer) -> Re
         }
         positions
             .entry("END".to_string())
-            .or_insert(tokens.len() - 1);
+            .or_insert(end_position(&tokens));
         let vocab = tok.vocab_size();
         if let Some(bad) = tokens
             .iter()

@@ -10,7 +10,7 @@ pub mod jsonl;
 pub mod sequence;
 pub mod task;
 
-pub use dataset::{Dataset, Example};
+pub use dataset::{end_position, Dataset, Example, Side};
 pub use greater_than::GreaterThanOptions;
 pub use induction::InductionOptions;
 pub use ioi::{ioi_vocabulary, IoiOptions, NameList, PromptType};

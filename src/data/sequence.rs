@@ -3,7 +3,7 @@
 //! The corruption is the same task from another random starting point (same length, so
 //! positions are kept); the wrong token is the corrupted sequence's continuation.
 
-use super::dataset::{Dataset, Example};
+use super::dataset::{end_position, Dataset, Example};
 use crate::error::{Error, Result};
 use crate::tokenizer::Tokenizer;
 use rand::{Rng, SeedableRng};
@@ -203,7 +203,7 @@ pub fn generate(kind: SequenceKind, opts: &SequenceOptions, tok: &Tokenizer) -> 
         ctokens.extend_from_slice(&cids[..opts.len]);
         let prompt = items[start..start + opts.len].join(" ");
         let cprompt = items[cstart..cstart + opts.len].join(" ");
-        let end = tokens.len() - 1;
+        let end = end_position(&tokens);
         let mut positions = BTreeMap::new();
         positions.insert("END".to_string(), end);
         positions.insert("first".to_string(), offset);

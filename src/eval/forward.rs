@@ -150,6 +150,40 @@ impl Run {
         self.head_results.borrow_mut().clear();
     }
 
+    /// Forget the residual stream and the attention outputs, keeping what the senders' outputs
+    /// are computed from (`embed`, `z`, `mlp_out`) and the logits: a run kept to be read, not
+    /// continued (starting from it is then an error).
+    pub fn drop_residuals(&mut self) {
+        self.resid = Vec::new();
+        self.attn_out = Vec::new();
+    }
+
+    /// Recompute what [`Run::drop_residuals`] forgot, with the operations the forward pass
+    /// uses (so bit for bit the same values), to continue from this run. Exact for runs whose
+    /// residual-stream activations (`hook_resid_*`, `hook_attn_out`) were not replaced; patches
+    /// into receivers never change them.
+    pub fn rebuild_residuals(&mut self, model: &Model) -> Result<()> {
+        if !self.resid.is_empty() {
+            return Ok(());
+        }
+        let mut resid = vec![self.embed.clone()];
+        let mut attn_out = Vec::with_capacity(self.z.len());
+        for (l, z) in self.z.iter().enumerate() {
+            let a = model.attn_out(l, z)?;
+            if let Some(m) = self.mlp_out.get(l) {
+                let mid = (&resid[l] + &a)?;
+                resid.push(match m {
+                    Some(m) => (&mid + m)?,
+                    None => mid,
+                });
+            }
+            attn_out.push(a);
+        }
+        self.resid = resid;
+        self.attn_out = attn_out;
+        Ok(())
+    }
+
     /// Number of rows.
     pub fn batch(&self) -> usize {
         self.embed.dims()[0]
@@ -163,7 +197,11 @@ impl Run {
             Stage::Mlp(l) => (l + 1, l, l + 1),
             Stage::Logits => (n_layers, n_layers, n_layers + 1),
         };
-        if self.z.len() < attn || self.mlp_out.len() < mlp || self.resid.len() < resid {
+        if self.z.len() < attn
+            || self.attn_out.len() < attn
+            || self.mlp_out.len() < mlp
+            || self.resid.len() < resid
+        {
             return Err(Error::input(format!(
                 "internal: cannot start at {stage:?} from a run that stopped earlier"
             )));

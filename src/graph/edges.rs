@@ -159,6 +159,14 @@ pub fn parents(r: &Receiver, cfg: &ModelConfig) -> Vec<Node> {
     parent_groups(r, cfg).into_iter().flatten().collect()
 }
 
+/// Every sender that feeds `r`, in the order the forward pass computes them: the embedding,
+/// then per layer its heads (ascending) and its MLP — [`parents`] reversed.
+pub fn senders(r: &Receiver, cfg: &ModelConfig) -> Vec<Node> {
+    let mut v = parents(r, cfg);
+    v.reverse();
+    v
+}
+
 /// One visit of the reference's sweep: the addition edges into a receiver, or a head's q/k/v
 /// input → head edge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

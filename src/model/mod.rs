@@ -4,6 +4,7 @@
 //! composes: embedding, LayerNorm, one layer's attention heads, one MLP, the unembedding.
 
 pub mod config;
+pub mod gpt2;
 pub mod random;
 pub mod resolve;
 pub mod weights;

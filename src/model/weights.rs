@@ -179,67 +179,20 @@ impl Weights {
     }
 
     fn gpt2(src: &TensorSource, cfg: &ModelConfig, dt: DType) -> Result<Self> {
-        let (d, h, dh, m) = (cfg.d_model, cfg.n_heads, cfg.d_head, cfg.d_mlp);
-        let p = "transformer.";
-        let w_e = src.get(&names(p, "wte.weight"), &[cfg.d_vocab, d], dt)?;
-        let w_pos = src.get(&names(p, "wpe.weight"), &[cfg.n_ctx, d], dt)?;
-        let mut blocks = Vec::with_capacity(cfg.n_layers);
-        for l in 0..cfg.n_layers {
-            let g = |rest: &str, shape: &[usize]| {
-                src.get(&names(p, &format!("h.{l}.{rest}")), shape, dt)
-            };
-            let c_attn = g("attn.c_attn.weight", &[d, 3 * d])?;
-            let c_attn_b = g("attn.c_attn.bias", &[3 * d])?;
-            // Conv1D: [in, out]; out = [q | k | v], each [n_heads, d_head].
-            let split_w = |i: usize| -> Result<Tensor> {
-                Ok(c_attn
-                    .narrow(1, i * d, d)?
-                    .reshape((d, h, dh))?
-                    .permute((1, 0, 2))?
-                    .contiguous()?)
-            };
-            let split_b = |i: usize| -> Result<Tensor> {
-                Ok(c_attn_b.narrow(0, i * d, d)?.reshape((h, dh))?)
-            };
-            let c_proj = g("attn.c_proj.weight", &[d, d])?;
-            let (w_in, b_in, w_out, b_out) = if m > 0 {
-                (
-                    Some(g("mlp.c_fc.weight", &[d, m])?),
-                    Some(g("mlp.c_fc.bias", &[m])?),
-                    Some(g("mlp.c_proj.weight", &[m, d])?),
-                    Some(g("mlp.c_proj.bias", &[d])?),
-                )
-            } else {
-                (None, None, None, None)
-            };
-            blocks.push(BlockWeights::new(
-                [g("ln_1.weight", &[d])?, g("ln_1.bias", &[d])?],
-                [g("ln_2.weight", &[d])?, g("ln_2.bias", &[d])?],
-                [split_w(0)?, split_w(1)?, split_w(2)?],
-                [split_b(0)?, split_b(1)?, split_b(2)?],
-                c_proj.reshape((h, dh, d))?,
-                g("attn.c_proj.bias", &[d])?,
-                [w_in, b_in, w_out, b_out],
-            )?);
-        }
-        let ln_f_w = src.get(&names(p, "ln_f.weight"), &[d], dt)?;
-        let ln_f_b = src.get(&names(p, "ln_f.bias"), &[d], dt)?;
-        let w_u = if src.has("lm_head.weight") {
-            src.get(&["lm_head.weight".into()], &[cfg.d_vocab, d], dt)?
+        // Names with or without the `transformer.` prefix.
+        let get = |name: &str, shape: &[usize]| {
+            let rest = name.strip_prefix("transformer.").unwrap_or(name);
+            src.get(&names("transformer.", rest), shape, dt)
+        };
+        let mut w = super::gpt2::weights_from_hf(cfg, &get)?;
+        w.w_u = if src.has("lm_head.weight") {
+            src.get(&["lm_head.weight".into()], &[cfg.d_vocab, cfg.d_model], dt)?
                 .t()?
                 .contiguous()?
         } else {
-            w_e.t()?.contiguous()?
+            w.w_u.contiguous()?
         };
-        Ok(Weights {
-            w_e,
-            w_pos: Some(w_pos),
-            blocks,
-            ln_f_w,
-            ln_f_b,
-            w_u,
-            b_u: None,
-        })
+        Ok(w)
     }
 
     fn neox(src: &TensorSource, cfg: &ModelConfig, dt: DType) -> Result<Self> {

@@ -4,4 +4,6 @@
 pub mod dot;
 pub mod heatmap;
 pub mod html;
+pub mod safetensors;
 pub mod svg;
+pub mod template;

@@ -4,19 +4,19 @@ use super::hypothesis::{parse_file, Hypothesis};
 use super::path_state::PathState;
 use super::sampler::{sample, Samples};
 use super::treeify::{evaluate, Plan, PureRuns};
-use crate::data::Dataset;
+use crate::data::{Dataset, Side};
 use crate::error::{Error, Result};
-use crate::metric::{self, Metric};
+use crate::experiment::{hash, padded_tensor, select_rows, PAD};
+use crate::metric::{self, Scorer};
 use crate::model::{resolve::resolve_model, Model, ModelConfig};
 use crate::tokenizer::Tokenizer;
 use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// A hypothesis checked against a model's shape and its dataset, ready to run.
-pub struct Prepared {
+pub struct PreparedHypothesis {
     /// The resolved hypothesis.
     pub hypothesis: Hypothesis,
     /// The model folder.
@@ -31,7 +31,7 @@ pub struct Prepared {
 
 /// Parse and validate a hypothesis against a model's `config.json` and `tokenizer.json`
 /// (weights are not read). `model` overrides the file's model.
-pub fn prepare(path: &Path, model: Option<&str>) -> Result<Prepared> {
+pub fn prepare(path: &Path, model: Option<&str>) -> Result<PreparedHypothesis> {
     let (file, text) = parse_file(path)?;
     let spec = model.unwrap_or(&file.model).to_string();
     let model_dir = resolve_model(&spec).map_err(|e| {
@@ -69,7 +69,7 @@ pub fn prepare(path: &Path, model: Option<&str>) -> Result<Prepared> {
     }
     let hypothesis = Hypothesis::resolve(file, text, path, &cfg, &dataset)?;
     let plan = Plan::explore(&hypothesis, &cfg, dataset.len(), dataset.max_len())?;
-    Ok(Prepared {
+    Ok(PreparedHypothesis {
         hypothesis,
         model_dir,
         cfg,
@@ -182,9 +182,82 @@ pub struct RunSettings {
     pub replay: Option<SamplesFile>,
 }
 
+/// One seed's evaluation: its result, the clean model's metric on its reference rows, and its
+/// cost in forward-pass equivalents.
+struct SeedRun {
+    result: SeedResult,
+    clean: Stat,
+    forward_equivalents: f64,
+}
+
+/// Everything a seed reads: the experiment's rows and tokens, and the model.
+struct Base<'a> {
+    p: &'a PreparedHypothesis,
+    model: &'a Model,
+    /// Every base row's tokens `[n, pos]`, right-padded.
+    tokens: Tensor,
+}
+
+impl Base<'_> {
+    /// Draw (or replay) the rows of one seed and evaluate clean, baseline and scrubbed.
+    fn run_seed(&self, samples: &Samples) -> Result<SeedRun> {
+        let (h, ds, model) = (&self.p.hypothesis, &self.p.dataset, self.model);
+        let tokens_of = |rows: &[usize]| select_rows(&self.tokens, rows);
+        let ends_of = |rows: &[usize]| {
+            rows.iter()
+                .map(|&r| ds.examples[r].end())
+                .collect::<Vec<_>>()
+        };
+        let ref_rows = samples.reference.clone();
+        let ref_ends = ends_of(&ref_rows);
+        let mut pure = PureRuns::new(model, &tokens_of, &ends_of, ref_ends.clone());
+        let data_of_state = |s: &PathState| -> Vec<usize> {
+            samples
+                .data_of(s.owner, h.nodes[s.owner].is_leaf())
+                .to_vec()
+        };
+        let logits_of = |pure: &mut PureRuns, rows: &[usize]| -> Result<Tensor> {
+            pure.get(rows)?
+                .logits
+                .clone()
+                .ok_or_else(|| Error::input("no logits"))
+        };
+        let clean_logits = logits_of(&mut pure, &ref_rows)?;
+        let base_logits = logits_of(&mut pure, &samples.baseline)?;
+        let (scrub_logits, patched) =
+            evaluate(model, h, &self.p.plan, &data_of_state, &mut pure, &ref_ends)?;
+        // The normalised logit difference maps the clean run to 1 and the baseline to 0.
+        let scorer = Scorer::new(
+            h.file.metric,
+            ds.select(&ref_rows),
+            clean_logits,
+            Some(&base_logits),
+        )?;
+        let clean = Stat::of(&scorer.per_example(&scorer.clean_logits)?);
+        let baseline = Stat::of(&scorer.per_example(&base_logits)?);
+        let scrubbed = Stat::of(&scorer.per_example(&scrub_logits)?);
+        let denom = clean.mean - baseline.mean;
+        let loss_recovered = if denom == 0.0 {
+            f64::NAN
+        } else {
+            (scrubbed.mean - baseline.mean) / denom
+        };
+        Ok(SeedRun {
+            result: SeedResult {
+                seed: samples.seed,
+                scrubbed,
+                baseline,
+                loss_recovered,
+            },
+            clean,
+            forward_equivalents: pure.forwards as f64 + patched,
+        })
+    }
+}
+
 /// Run the experiment on a loaded model.
 pub fn run(
-    p: &Prepared,
+    p: &PreparedHypothesis,
     model: &Model,
     settings: &RunSettings,
 ) -> Result<(ScrubResult, SamplesFile)> {
@@ -192,21 +265,6 @@ pub fn run(
     let h = &p.hypothesis;
     let ds = &p.dataset;
     let n = ds.len();
-    let pos = ds.max_len();
-    let (flat, _, _) = ds.padded_tokens(0);
-    let tokens_of = |rows: &[usize]| -> Result<Tensor> {
-        let mut v = Vec::with_capacity(rows.len() * pos);
-        for &r in rows {
-            v.extend_from_slice(&flat[r * pos..(r + 1) * pos]);
-        }
-        Ok(Tensor::from_vec(v, (rows.len(), pos), model.device())?)
-    };
-    let ends_of = |rows: &[usize]| {
-        rows.iter()
-            .map(|&r| ds.examples[r].end())
-            .collect::<Vec<_>>()
-    };
-    let metric_kind = h.file.metric;
     let seed0 = h.file.seed;
     let seed_list: Vec<Samples> = match &settings.replay {
         Some(f) => {
@@ -217,68 +275,24 @@ pub fn run(
             .map(|k| sample(h, ds, n, seed0 + k as u64))
             .collect::<Result<_>>()?,
     };
-    let mut out_seeds = Vec::new();
-    let mut clean_stat = None;
-    let mut fe_total = 0.0;
-    for samples in &seed_list {
-        let ref_rows = samples.reference.clone();
-        let ref_ds = ds.select(&ref_rows);
-        let ref_ends = ends_of(&ref_rows);
-        let mut pure = PureRuns::new(model, &tokens_of, &ends_of, ref_ends.clone());
-        let data_of_state = |s: &PathState| -> Vec<usize> {
-            samples
-                .data_of(s.owner, h.nodes[s.owner].is_leaf())
-                .to_vec()
-        };
-        let clean_logits = pure
-            .get(&ref_rows)?
-            .logits
-            .clone()
-            .ok_or_else(|| Error::input("no logits"))?;
-        let base_logits = pure
-            .get(&samples.baseline)?
-            .logits
-            .clone()
-            .ok_or_else(|| Error::input("no logits"))?;
-        let (scrub_logits, patched) =
-            evaluate(model, h, &p.plan, &data_of_state, &mut pure, &ref_ends)?;
-        let score = |logits: &Tensor, norm: Option<(f64, f64)>| -> Result<Vec<f64>> {
-            let m = if metric_kind == Metric::NormLogitDiff {
-                Metric::LogitDiff
-            } else {
-                metric_kind
-            };
-            let v = m.per_example(logits, &ref_ds, Some(&clean_logits), None)?;
-            Ok(match norm {
-                Some((c, b)) if metric_kind == Metric::NormLogitDiff => {
-                    v.iter().map(|x| (x - b) / (c - b)).collect()
-                }
-                _ => v,
-            })
-        };
-        let clean_raw = score(&clean_logits, None)?;
-        let base_raw = score(&base_logits, None)?;
-        let norm = Some((metric::mean(&clean_raw), metric::mean(&base_raw)));
-        let clean = Stat::of(&score(&clean_logits, norm)?);
-        let baseline = Stat::of(&score(&base_logits, norm)?);
-        let scrubbed = Stat::of(&score(&scrub_logits, norm)?);
-        let denom = clean.mean - baseline.mean;
-        let loss_recovered = if denom == 0.0 {
-            f64::NAN
-        } else {
-            (scrubbed.mean - baseline.mean) / denom
-        };
-        if clean_stat.is_none() {
-            clean_stat = Some(clean);
-        }
-        fe_total += pure.forwards as f64 + patched;
-        out_seeds.push(SeedResult {
-            seed: samples.seed,
-            scrubbed,
-            baseline,
-            loss_recovered,
-        });
-    }
+    let base = Base {
+        p,
+        model,
+        tokens: padded_tensor(model, ds, Side::Clean, ds.max_len(), PAD)?,
+    };
+    // The seeds are independent: evaluate them in parallel on rayon's pool. The indexed map
+    // collects in seed order and each seed's arithmetic does not depend on the thread that
+    // runs it, so the result is bit-identical to a serial run (one thread: a serial run).
+    let runs: Vec<SeedRun> = {
+        use rayon::prelude::*;
+        seed_list
+            .par_iter()
+            .map(|s| base.run_seed(s))
+            .collect::<Result<_>>()?
+    };
+    let fe_total: f64 = runs.iter().map(|r| r.forward_equivalents).sum();
+    let clean = runs[0].clean;
+    let out_seeds: Vec<SeedResult> = runs.into_iter().map(|r| r.result).collect();
     let first = out_seeds[0].clone();
     let means: Vec<f64> = out_seeds.iter().map(|s| s.scrubbed.mean).collect();
     let lrs: Vec<f64> = out_seeds.iter().map(|s| s.loss_recovered).collect();
@@ -287,13 +301,10 @@ pub fn run(
         file: h.path.display().to_string(),
         model: p.model_dir.display().to_string(),
         task: ds.task.clone(),
-        metric: metric_kind.cli_name().to_string(),
+        metric: h.file.metric.cli_name().to_string(),
         n,
         seed: first.seed,
-        clean: clean_stat.unwrap_or(Stat {
-            mean: f64::NAN,
-            se: f64::NAN,
-        }),
+        clean,
         scrubbed: first.scrubbed,
         baseline: first.baseline,
         loss_recovered: first.loss_recovered,
@@ -304,9 +315,9 @@ pub fn run(
         interp_nodes: h.nodes.len(),
         wall_time_s: start.elapsed().as_secs_f64(),
         hashes: Hashes {
-            model: hash_model(&p.model_dir)?,
-            hypothesis: hex(&Sha256::digest(h.text.as_bytes())),
-            dataset: hex(&Sha256::digest(ds.to_jsonl().as_bytes())),
+            model: hash::model_dir_hash(&p.model_dir)?,
+            hypothesis: hash::sha256_hex(h.text.as_bytes()),
+            dataset: hash::dataset_hash(ds),
         },
         version: crate::version().to_string(),
     };
@@ -319,7 +330,7 @@ pub fn run(
 }
 
 /// Load the model a prepared hypothesis names, with a message that says how to get it.
-pub fn load_model(p: &Prepared, dtype: DType) -> Result<Model> {
+pub fn load_model(p: &PreparedHypothesis, dtype: DType) -> Result<Model> {
     Model::load(&p.model_dir, dtype).map_err(|e| {
         Error::input(format!(
             "{e}\nscrub needs the weights of '{}' in {}: give --model DIR with a folder holding \
@@ -360,31 +371,4 @@ fn check_replay(f: &SamplesFile, h: &Hypothesis, n: usize, total: usize) -> Resu
         }
     }
     Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// SHA-256 over config.json and the weight files of a model folder.
-pub fn hash_model(dir: &Path) -> Result<String> {
-    let mut hasher = Sha256::new();
-    let mut files = vec![dir.join("config.json")];
-    let single = dir.join("model.safetensors");
-    if single.is_file() {
-        files.push(single);
-    } else if let Ok(rd) = std::fs::read_dir(dir) {
-        let mut shards: Vec<PathBuf> = rd
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-            .collect();
-        shards.sort();
-        files.extend(shards);
-    }
-    for f in files {
-        let bytes = std::fs::read(&f).map_err(|e| Error::io(&f, e))?;
-        hasher.update(&bytes);
-    }
-    Ok(hex(&hasher.finalize()))
 }

@@ -12,5 +12,5 @@ pub mod path_state;
 pub mod sampler;
 pub mod treeify;
 
-pub use experiment::{prepare, run, Prepared, RunSettings, SamplesFile, ScrubResult};
+pub use experiment::{prepare, run, PreparedHypothesis, RunSettings, SamplesFile, ScrubResult};
 pub use hypothesis::Hypothesis;

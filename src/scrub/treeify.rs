@@ -5,34 +5,18 @@
 //! component once per *state* it can be reached in: a component computed in state `s` reads,
 //! from each sender, the sender's output in the state the edge leads to (per row and
 //! position). States that no matcher can change any more are plain forward passes on their
-//! owner's rows; the others are patched runs ([`eval::run`]) computed layer by layer, from the
-//! lowest layer at which they are reached.
+//! owner's rows; the others are patched runs ([`eval::run`]) computed one half-layer
+//! ([`Stage`]) at a time, from the lowest layer at which they are reached.
 
 use super::hypothesis::Hypothesis;
 use super::path_state::PathState;
 use crate::error::{Error, Result};
 use crate::eval::{self, LogitsAt, Patches, Run, RunOptions, Stage};
+use crate::graph::edges::senders;
 use crate::graph::{Node, Qkv, Receiver};
 use crate::model::{Model, ModelConfig};
 use candle_core::Tensor;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-
-/// Every sender that writes to the residual stream before `r` reads it.
-pub fn senders_of(r: &Receiver, cfg: &ModelConfig) -> Vec<Node> {
-    let mut v = vec![Node::Embed];
-    for l in 0..cfg.n_layers {
-        for h in 0..cfg.n_heads {
-            let n = Node::Head(l, h);
-            if n.feeds(r, cfg) {
-                v.push(n);
-            }
-        }
-        if cfg.has_mlp() && Node::Mlp(l).feeds(r, cfg) {
-            v.push(Node::Mlp(l));
-        }
-    }
-    v
-}
 
 /// The receivers (inputs) of a component.
 fn receivers_of(c: Component, cfg: &ModelConfig) -> Vec<Receiver> {
@@ -49,18 +33,22 @@ fn receivers_of(c: Component, cfg: &ModelConfig) -> Vec<Receiver> {
     }
 }
 
+/// The receivers a stage computes: a layer's head inputs, its MLP input, or the logits.
+fn stage_receivers(stage: Stage, cfg: &ModelConfig) -> Vec<Receiver> {
+    match stage {
+        Stage::Attn(l) => (0..cfg.n_heads)
+            .flat_map(|h| Qkv::ALL.iter().map(move |&x| Receiver::Head(l, h, x)))
+            .collect(),
+        Stage::Mlp(l) if cfg.has_mlp() => vec![Receiver::Mlp(l)],
+        Stage::Logits => vec![Receiver::Logits],
+        _ => vec![],
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Component {
     Logits,
     Node(Node),
-}
-
-/// A part of a layer computed in one step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Part {
-    Attn,
-    Mlp,
-    Whole,
 }
 
 /// Where one sender's output comes from, for a receiver in a state.
@@ -103,7 +91,7 @@ impl Plan {
             let sid = index[&state.key()];
             for r in receivers_of(comp, cfg) {
                 let mut rs = Vec::new();
-                for u in senders_of(&r, cfg) {
+                for u in senders(&r, cfg) {
                     // Matchers whose outcome for this sender depends on the position.
                     let positional: Vec<usize> = state
                         .active
@@ -247,12 +235,13 @@ impl<'a> PureRuns<'a> {
         }
     }
 
-    /// The forward pass on `rows` (computed once).
+    /// The forward pass on `rows` (computed once). It is kept without its residual stream
+    /// ([`Run::drop_residuals`]): plain runs are read for their senders' outputs and logits.
     pub fn get(&mut self, rows: &[usize]) -> Result<&Run> {
         if !self.runs.contains_key(rows) {
             let tokens = (self.tokens_of)(rows)?;
             let _ = self.ends_of;
-            let run = eval::run(
+            let mut run = eval::run(
                 self.model,
                 &tokens,
                 &Patches::new(),
@@ -261,6 +250,7 @@ impl<'a> PureRuns<'a> {
                     ..Default::default()
                 },
             )?;
+            run.drop_residuals();
             self.forwards += 1;
             self.runs.insert(rows.to_vec(), run);
         }
@@ -292,7 +282,9 @@ pub fn evaluate(
     let mut runs: Vec<Option<Run>> = vec![None; ns];
     for s in 0..ns {
         if !plan.states[s].is_settled() {
-            runs[s] = Some(pure.get(&rows[s])?.clone());
+            let mut run = pure.get(&rows[s])?.clone();
+            run.rebuild_residuals(model)?;
+            runs[s] = Some(run);
         }
     }
     let mut layers_computed = 0usize;
@@ -300,44 +292,32 @@ pub fn evaluate(
         let v: Vec<f32> = m.iter().map(|&b| if b { 1.0 } else { 0.0 }).collect();
         Ok(Tensor::from_vec(v, (n, p, 1), model.device())?.to_dtype(model.dtype)?)
     };
-    // Half-layer steps: every state's attention of layer l before any state's MLP of layer l
-    // (an MLP may read another state's heads of its own layer).
-    let mut steps: Vec<(usize, Part)> = Vec::new();
-    for l in 0..n_layers {
-        if cfg.has_mlp() {
-            steps.push((l, Part::Attn));
-            steps.push((l, Part::Mlp));
-        } else {
-            steps.push((l, Part::Whole));
-        }
-    }
-    steps.push((n_layers, Part::Whole));
-    for (l, part) in steps {
+    // Half-layer steps: every state's attention of layer l before any state's MLP half of
+    // layer l (an MLP may read another state's heads of its own layer).
+    let mut stage = Stage::layer_start(0, n_layers);
+    loop {
+        let layer = match stage {
+            Stage::Attn(l) | Stage::Mlp(l) => l,
+            _ => n_layers,
+        };
         for s in 0..ns {
-            if plan.states[s].is_settled() || plan.first_layer[s] > l {
+            if plan.states[s].is_settled() || plan.first_layer[s] > layer {
                 continue;
             }
             let mut patches = Patches::new();
-            let mut receivers: Vec<Receiver> = Vec::new();
-            if l == n_layers {
-                receivers.push(Receiver::Logits);
-            } else {
-                if part != Part::Mlp {
-                    for hd in 0..cfg.n_heads {
-                        receivers.extend(Qkv::ALL.iter().map(|&x| Receiver::Head(l, hd, x)));
-                    }
-                }
-                if part == Part::Mlp {
-                    receivers.push(Receiver::Mlp(l));
-                }
-            }
-            for r in receivers {
+            for r in stage_receivers(stage, cfg) {
                 let Some(routes) = plan.routes.get(&(s, r)) else {
                     continue;
                 };
                 for route in routes {
                     for (t, mask) in &route.targets {
-                        if *t == s {
+                        // Exactly zero: the sender's output in a plain run on this state's own
+                        // rows, at a layer this state has not recomputed.
+                        let unchanged =
+                            route.sender.layer().is_none_or(|l| l < plan.first_layer[s]);
+                        let same = *t == s
+                            || (plan.states[*t].is_settled() && rows[*t] == rows[s] && unchanged);
+                        if same {
                             continue;
                         }
                         let alt = if plan.states[*t].is_settled() {
@@ -365,30 +345,27 @@ pub fn evaluate(
                 &tokens,
                 &patches,
                 RunOptions {
-                    logits: if l == n_layers {
+                    logits: if stage == Stage::Logits {
                         LogitsAt::Rows(ref_ends.to_vec())
                     } else {
                         LogitsAt::None
                     },
-                    from: Some((
-                        &prev,
-                        match part {
-                            Part::Mlp => Stage::Mlp(l),
-                            _ => Stage::layer_start(l, n_layers),
-                        },
-                    )),
-                    until: match part {
-                        _ if l == n_layers => None,
-                        Part::Attn => Some(Stage::Mlp(l)),
-                        _ => Some(Stage::layer_start(l + 1, n_layers)),
+                    from: Some((&prev, stage)),
+                    until: match stage {
+                        Stage::Logits => None,
+                        s => s.next(n_layers),
                     },
                     ..Default::default()
                 },
             )?;
-            if l < n_layers && part != Part::Attn {
+            if matches!(stage, Stage::Mlp(_)) {
                 layers_computed += 1;
             }
             runs[s] = Some(next);
+        }
+        match stage.next(n_layers) {
+            Some(next) => stage = next,
+            None => break,
         }
     }
     let logits = if plan.states[0].is_settled() {

@@ -113,32 +113,44 @@ pub fn edge_effects(
         .logits
         .clone()
         .ok_or_else(|| crate::Error::input("no logits"))?;
-    let mut out = Vec::new();
-    for (s, r) in all_edges(&model.cfg) {
-        let alt = match ablation {
-            Ablation::Corrupted => alt_run.sender_out(model, s)?,
-            Ablation::Zero => base.sender_out(model, s)?.zeros_like()?,
-        };
-        let mut p = Patches::new();
-        p.add(r, s, alt, None);
-        let run = eval::run(
-            model,
-            clean,
-            &p,
-            RunOptions {
-                logits: LogitsAt::All,
-                ..Default::default()
-            },
-        )?;
-        let logits = run.logits.ok_or_else(|| crate::Error::input("no logits"))?;
-        let (max, kl, end_kl) = kl_and_max(&clean_logits, &logits)?;
-        out.push(EdgeEffect {
-            sender: s.to_string(),
-            receiver: r.to_string(),
-            max_abs_logit_change: max,
-            mean_kl: kl,
-            end_kl,
-        });
-    }
-    Ok(out)
+    // Every edge is cut alone: the runs are independent. Rayon's indexed map keeps the edge
+    // order, and a run's arithmetic does not depend on its thread, so the result equals a
+    // serial loop's bit for bit.
+    // The sender outputs are read from the two runs first (a run caches lazily, so it stays
+    // on this thread); the patched runs then share only tensors.
+    use rayon::prelude::*;
+    let cuts = all_edges(&model.cfg)
+        .into_iter()
+        .map(|(s, r)| {
+            let alt = match ablation {
+                Ablation::Corrupted => alt_run.sender_out(model, s)?,
+                Ablation::Zero => base.sender_out(model, s)?.zeros_like()?,
+            };
+            Ok((s, r, alt))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    cuts.into_par_iter()
+        .map(|(s, r, alt)| {
+            let mut p = Patches::new();
+            p.add(r, s, alt, None);
+            let run = eval::run(
+                model,
+                clean,
+                &p,
+                RunOptions {
+                    logits: LogitsAt::All,
+                    ..Default::default()
+                },
+            )?;
+            let logits = run.logits.ok_or_else(|| crate::Error::input("no logits"))?;
+            let (max, kl, end_kl) = kl_and_max(&clean_logits, &logits)?;
+            Ok(EdgeEffect {
+                sender: s.to_string(),
+                receiver: r.to_string(),
+                max_abs_logit_change: max,
+                mean_kl: kl,
+                end_kl,
+            })
+        })
+        .collect()
 }

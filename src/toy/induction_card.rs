@@ -2,11 +2,13 @@
 
 use super::edges::{edge_effects, Ablation, EdgeEffect};
 use super::induction::{build, BuiltInduction, InductionSpec, Layout, D_MLP};
-use crate::data::{InductionOptions, TaskSpec};
+use crate::data::{InductionOptions, Side, TaskSpec};
 use crate::detect::{self, HeadScores};
 use crate::error::{write_atomic, Error, Result};
 use crate::eval::{self, LogitsAt, Patches, RunOptions};
+use crate::experiment::{padded_tensor, token_tensor};
 use crate::model::Model;
+use crate::report::template::fill;
 use crate::tokenizer::Tokenizer;
 use crate::train::export::write_model_dir;
 use candle_core::DType;
@@ -140,10 +142,7 @@ pub fn evaluate(
     })
     .build(tok)?;
     let ends = ds.end_positions();
-    let (ids, rows_n, len) = ds.padded_tokens(bos);
-    let toks: Vec<Vec<u32>> = ids.chunks(len).map(<[u32]>::to_vec).collect();
-    debug_assert_eq!(toks.len(), rows_n);
-    let tt = model.tokens_tensor(&toks)?;
+    let tt = padded_tensor(model, &ds, Side::Clean, ds.max_len(), bos)?;
     let run = eval::run(
         model,
         &tt,
@@ -223,14 +222,8 @@ pub fn effects_task(seq_len: usize) -> InductionOptions {
 pub fn circuit_file(model: &Model, tok: &Tokenizer) -> Result<CircuitFile> {
     let opts = effects_task(15);
     let ds = TaskSpec::Induction(opts.clone()).build(tok)?;
-    let clean: Vec<Vec<u32>> = ds.examples.iter().map(|e| e.tokens.clone()).collect();
-    let cor: Vec<Vec<u32>> = ds
-        .examples
-        .iter()
-        .map(|e| e.corrupted_tokens.clone().unwrap_or_default())
-        .collect();
-    let clean = model.tokens_tensor(&clean)?;
-    let cor = model.tokens_tensor(&cor)?;
+    let clean = token_tensor(model, &ds, Side::Clean)?;
+    let cor = token_tensor(model, &ds, Side::Corrupted)?;
     let shifted = shifted_rows(
         &ds.examples
             .iter()
@@ -331,13 +324,13 @@ pub fn write(dir: &Path, spec: &InductionSpec) -> Result<(InductionMetrics, Circ
     )?;
     let m = serde_json::json!({"spec": spec, "layout": layout, "metrics": metrics});
     write_atomic(dir.join("metrics.json"), to_json(&m)?.as_bytes())?;
-    let sha = crate::train::trainer::sha256_hex(
+    let sha = crate::experiment::hash::sha256_hex(
         &std::fs::read(dir.join("model.safetensors"))
             .map_err(|e| Error::io(dir.join("model.safetensors"), e))?,
     );
     write_atomic(
         dir.join("MODEL.md"),
-        model_card(spec, &layout, &cfg, &metrics, &circuit, &sha).as_bytes(),
+        model_card(spec, &layout, &cfg, &metrics, &circuit, &sha)?.as_bytes(),
     )?;
     Ok((metrics, circuit))
 }
@@ -364,6 +357,10 @@ fn heads_table(s: &HeadScores) -> String {
     t
 }
 
+/// The card's prose, with `{{name}}` placeholders for every number.
+const CARD_TEMPLATE: &str = include_str!("induction_card.md");
+
+/// MODEL.md: [`CARD_TEMPLATE`] filled with the model's shape, layout, metrics and circuit.
 fn model_card(
     spec: &InductionSpec,
     lay: &Layout,
@@ -371,196 +368,157 @@ fn model_card(
     m: &InductionMetrics,
     c: &CircuitFile,
     sha: &str,
-) -> String {
-    let mut s = String::new();
-    s.push_str("# toy-induction\n\n");
-    s.push_str(
-        "A 2-layer GPT-2 (Hugging Face `GPT2LMHeadModel` layout) whose weights are written by a \
-         program, like a compiled (tracr-style) model, so that its induction circuit is known \
-         edge by edge. It is one of circuitscope's embedded default models: ACDC and causal \
-         scrubbing can be checked against `CIRCUIT.json`, the ground truth.\n\n",
-    );
-    s.push_str(
-        "## Rebuild\n\n```\ncircuitscope build-induction --out models/toy-induction\n```\n\n",
-    );
-    s.push_str(&format!(
-        "The build is deterministic: the same command writes the same `model.safetensors` \
-         bit for bit (SHA-256 `{sha}`). Nothing is trained; `src/toy/induction.rs` writes every \
-         weight.\n\n"
-    ));
-    s.push_str("## Model\n\n");
-    s.push_str(&format!(
-        "| | |\n|---|---|\n| layers | {} |\n| d_model | {} |\n| heads | {} per layer (d_head {}) |\n\
-         | MLPs | width {} with all-zero weights and biases (output exactly 0) |\n| context | {} |\n\
-         | vocabulary | {} tokens: `<|endoftext|>` (0, BOS), `[UNK]` (1), `t0` … `t{}` |\n\
-         | unembedding | tied to the embedding (GPT-2) |\n| parameters | {} |\n\n",
-        cfg.n_layers,
-        cfg.d_model,
-        cfg.n_heads,
-        cfg.d_head,
-        D_MLP,
-        cfg.n_ctx,
-        cfg.d_vocab,
-        spec.n_tokens - 1,
-        cfg.n_params() + cfg.n_ctx * cfg.d_model
-    ));
-    s.push_str(&format!(
-        "Construction settings: attention score margin {} (the intended key beats every other \
-         by this much before the softmax, so attention is one-hot to float precision), logit \
-         margin {} of the predicted token over an unrelated one, induction output {}× the \
-         token embedding.\n\n",
-        spec.margin, spec.logit_gap, spec.beta
-    ));
-    s.push_str("### The residual stream\n\n| block | dimensions | written by | holds |\n|---|---|---|---|\n");
-    s.push_str(&format!(
-        "| TOK | {}..{} | embedding, a1.h0 | centred one-hot of the current token; the predicted token |\n\
-         | POS | {}..{} | positional embedding | centred one-hot of the position |\n\
-         | PREV | {}..{} | a0.h0 | centred one-hot of the previous token |\n\
-         | J0 | {}..{} | a0.h1 (distractor) | balanced ±1 code of the current token; nothing reads it |\n\
-         | J1 | {}..{} | a1.h1 (distractor) | balanced ±1 code of the previous token; nothing reads it |\n\n",
-        lay.tok,
-        lay.tok + lay.d_vocab,
-        lay.pos,
-        lay.pos + lay.n_ctx,
-        lay.prev,
-        lay.prev + lay.d_vocab,
-        lay.j0,
-        lay.j0 + lay.code_dims,
-        lay.j1,
-        lay.j1 + lay.code_dims
-    ));
-    s.push_str(
-        "Every block sums to zero, so the residual stream has mean 0, and whenever attention is \
-         one-hot its norm does not depend on the tokens: LayerNorm (scale 1, shift 0) is the \
-         fixed map x ↦ x/σ, and the weights divide the known σ out.\n\n",
-    );
-    s.push_str("### The heads\n\n");
-    for (k, v) in &c.roles {
-        s.push_str(&format!("- `{k}`: {v}\n"));
-    }
-    s.push_str("\n## Metrics\n\n");
-    s.push_str(&format!(
-        "On {} sequences `[BOS] r r` of {} distinct random tokens (seed {}):\n\n\
-         | | next-token loss | top-1 |\n|---|---|---|\n\
-         | first copy (not predictable) | {:.3} | {:.1}% |\n\
-         | second copy (predictable by induction) | {:.4} | {:.1}% |\n\n\
-         Induction task (`TaskSpec::Induction`, answer at END = the first token): accuracy \
-         {:.1}%, loss {:.4}.\n\n",
-        m.n,
-        m.seq_len,
-        m.seed,
-        m.loss_first,
-        100.0 * m.top1_first,
-        m.loss_repeat,
-        100.0 * m.top1_repeat,
-        100.0 * m.task_end_accuracy,
-        m.task_end_loss
-    ));
-    s.push_str(&format!(
-        "Head detectors (`circuitscope heads --model toy-induction --seq-len {}`):\n\n",
-        m.seq_len
-    ));
-    s.push_str(&heads_table(&m.heads));
-    s.push_str("\n## The circuit (`CIRCUIT.json`)\n\n");
-    s.push_str("Edges of the circuit (each changes the output when cut by zero ablation):\n\n");
-    for [a, b] in &c.edges {
-        let in_r = c.edges_resample.iter().any(|e| &e[0] == a && &e[1] == b);
-        s.push_str(&format!(
-            "- `{a} → {b}`{}\n",
-            if in_r {
+) -> Result<String> {
+    let mut values = shape_values(spec, lay, cfg, sha);
+    values.extend(metric_values(m));
+    values.extend(circuit_values(c));
+    fill(CARD_TEMPLATE, &values)
+}
+
+/// The placeholders of the model's shape and residual-stream layout.
+fn shape_values(
+    spec: &InductionSpec,
+    lay: &Layout,
+    cfg: &crate::model::ModelConfig,
+    sha: &str,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("sha", sha.to_string()),
+        ("n_layers", cfg.n_layers.to_string()),
+        ("d_model", cfg.d_model.to_string()),
+        ("n_heads", cfg.n_heads.to_string()),
+        ("d_head", cfg.d_head.to_string()),
+        ("d_mlp", D_MLP.to_string()),
+        ("n_ctx", cfg.n_ctx.to_string()),
+        ("d_vocab", cfg.d_vocab.to_string()),
+        ("last_token", (spec.n_tokens - 1).to_string()),
+        (
+            "n_params",
+            (cfg.n_params() + cfg.n_ctx * cfg.d_model).to_string(),
+        ),
+        ("margin", spec.margin.to_string()),
+        ("logit_gap", spec.logit_gap.to_string()),
+        ("beta", spec.beta.to_string()),
+        ("tok_start", lay.tok.to_string()),
+        ("tok_end", (lay.tok + lay.d_vocab).to_string()),
+        ("pos_start", lay.pos.to_string()),
+        ("pos_end", (lay.pos + lay.n_ctx).to_string()),
+        ("prev_start", lay.prev.to_string()),
+        ("prev_end", (lay.prev + lay.d_vocab).to_string()),
+        ("j0_start", lay.j0.to_string()),
+        ("j0_end", (lay.j0 + lay.code_dims).to_string()),
+        ("j1_start", lay.j1.to_string()),
+        ("j1_end", (lay.j1 + lay.code_dims).to_string()),
+    ]
+}
+
+/// The placeholders of the measured metrics and head scores.
+fn metric_values(m: &InductionMetrics) -> Vec<(&'static str, String)> {
+    vec![
+        ("n", m.n.to_string()),
+        ("seq_len", m.seq_len.to_string()),
+        ("seed", m.seed.to_string()),
+        ("loss_first", format!("{:.3}", m.loss_first)),
+        ("top1_first", format!("{:.1}", 100.0 * m.top1_first)),
+        ("loss_repeat", format!("{:.4}", m.loss_repeat)),
+        ("top1_repeat", format!("{:.1}", 100.0 * m.top1_repeat)),
+        (
+            "task_accuracy",
+            format!("{:.1}", 100.0 * m.task_end_accuracy),
+        ),
+        ("task_loss", format!("{:.4}", m.task_end_loss)),
+        ("heads_table", heads_table(&m.heads)),
+    ]
+}
+
+/// True when `e` is one of the edges `listed`.
+fn is_listed(e: &EdgeEffect, listed: &[[String; 2]]) -> bool {
+    listed
+        .iter()
+        .any(|l| l[0] == e.sender && l[1] == e.receiver)
+}
+
+/// The smallest `of` among the listed edges (∞ when none).
+fn listed_min(effects: &[EdgeEffect], listed: &[[String; 2]], of: fn(&EdgeEffect) -> f64) -> f64 {
+    effects
+        .iter()
+        .filter(|e| is_listed(e, listed))
+        .map(of)
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// The largest `of` among the edges not listed (0 when none).
+fn others_max(effects: &[EdgeEffect], listed: &[[String; 2]], of: fn(&EdgeEffect) -> f64) -> f64 {
+    effects
+        .iter()
+        .filter(|e| !is_listed(e, listed))
+        .map(of)
+        .fold(0.0f64, f64::max)
+}
+
+/// The placeholders of the circuit: the heads' roles, the edges and their effects under each
+/// ablation.
+fn circuit_values(c: &CircuitFile) -> Vec<(&'static str, String)> {
+    let logit = |e: &EdgeEffect| e.max_abs_logit_change;
+    let kl = |e: &EdgeEffect| e.end_kl;
+    let roles: String = c
+        .roles
+        .iter()
+        .map(|(k, v)| format!("- `{k}`: {v}\n"))
+        .collect();
+    let edges: String = c
+        .edges
+        .iter()
+        .map(|[a, b]| {
+            let in_r = c.edges_resample.iter().any(|e| &e[0] == a && &e[1] == b);
+            let note = if in_r {
                 ""
             } else {
                 " (positions only: invisible to resampling)"
-            }
-        ));
-    }
-    let max_other = |effects: &[EdgeEffect], listed: &[[String; 2]]| {
-        effects
-            .iter()
-            .filter(|e| {
-                !listed
-                    .iter()
-                    .any(|l| l[0] == e.sender && l[1] == e.receiver)
-            })
-            .map(|e| e.max_abs_logit_change)
-            .fold(0.0f64, f64::max)
-    };
-    let min_end_kl = |effects: &[EdgeEffect], listed: &[[String; 2]]| {
-        effects
-            .iter()
-            .filter(|e| {
-                listed
-                    .iter()
-                    .any(|l| l[0] == e.sender && l[1] == e.receiver)
-            })
-            .map(|e| e.end_kl)
-            .fold(f64::INFINITY, f64::min)
-    };
-    let max_other_end_kl = |effects: &[EdgeEffect], listed: &[[String; 2]]| {
-        effects
-            .iter()
-            .filter(|e| {
-                !listed
-                    .iter()
-                    .any(|l| l[0] == e.sender && l[1] == e.receiver)
-            })
-            .map(|e| e.end_kl)
-            .fold(0.0f64, f64::max)
-    };
-    let min_listed = |effects: &[EdgeEffect], listed: &[[String; 2]]| {
-        effects
-            .iter()
-            .filter(|e| {
-                listed
-                    .iter()
-                    .any(|l| l[0] == e.sender && l[1] == e.receiver)
-            })
-            .map(|e| e.max_abs_logit_change)
-            .fold(f64::INFINITY, f64::min)
-    };
-    s.push_str(&format!(
-        "\nWith resample ablation (the sender's output on another sequence — row i takes row \
-         i + 1, as ACDC's induction experiments shuffle rows), exactly `edges_resample` \
-         matter: the smallest effect among them is a largest |Δ logit| of {:.3} (KL at END \
-         {:.3}); the largest among the {} other edges is {:.1e} (float rounding). The two \
-         positional edges drop out because every input has the same positions.\n\n",
-        min_listed(&c.effects_resample, &c.edges_resample),
-        min_end_kl(&c.effects_resample, &c.edges_resample),
-        c.effects_resample.len() - c.edges_resample.len(),
-        max_other(&c.effects_resample, &c.edges_resample)
-    ));
-    s.push_str(&format!(
-        "The induction task's own corruption (`TaskSpec::Induction`, second copy replaced by \
-         fresh tokens) keeps the first copy, and with it the previous token of the key that \
-         the END query needs: under it only `edges_second_copy` ({}) change the output at \
-         END (smallest KL at END {:.3}; largest of the other edges {:.1e}). The previous-token \
-         head is real but invisible to that corruption; corrupt with other rows to find it.\n\n",
-        c.edges_second_copy
-            .iter()
-            .map(|[a, b]| format!("`{a} → {b}`"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        min_end_kl(&c.effects_second_copy, &c.edges_second_copy),
-        max_other_end_kl(&c.effects_second_copy, &c.edges_second_copy)
-    ));
-    s.push_str(&format!(
-        "With zero ablation every listed edge matters (smallest largest-|Δ logit| {:.3}); \
-         removing a vector also changes the LayerNorm scale of the receiver, so edges outside \
-         the circuit can move the logits too (largest {:.3}); `effects_zero` in CIRCUIT.json \
-         lists them all.\n\n",
-        min_listed(&c.effects_zero, &c.edges),
-        max_other(&c.effects_zero, &c.edges)
-    ));
-    s.push_str(
-        "MLPs: Hugging Face's GPT-2 cannot run an MLP of width 0 (`n_inner: 0` fails in \
-         `Conv1D`), so both MLPs have width 1 and all-zero weights and biases. Their output is \
-         exactly 0 whatever their input, so in ACDC's graph the nodes `m0` and `m1` exist but \
-         every edge into or out of them has exactly zero effect; ACDC removes them at any \
-         threshold above 0.\n\n",
-    );
-    s.push_str(
-        "`tests/toys_induction.rs` reloads this folder, re-measures the metrics on fresh \
-         sequences and checks every edge of the graph against `CIRCUIT.json` by patching.\n",
-    );
-    s
+            };
+            format!("- `{a} → {b}`{note}\n")
+        })
+        .collect();
+    let second_copy_edges = c
+        .edges_second_copy
+        .iter()
+        .map(|[a, b]| format!("`{a} → {b}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (rs, rl) = (&c.effects_resample, &c.edges_resample);
+    let (ss, sl) = (&c.effects_second_copy, &c.edges_second_copy);
+    vec![
+        ("roles", roles),
+        ("edges", edges),
+        (
+            "resample_min_listed",
+            format!("{:.3}", listed_min(rs, rl, logit)),
+        ),
+        (
+            "resample_min_end_kl",
+            format!("{:.3}", listed_min(rs, rl, kl)),
+        ),
+        ("resample_others", (rs.len() - rl.len()).to_string()),
+        (
+            "resample_max_other",
+            format!("{:.1e}", others_max(rs, rl, logit)),
+        ),
+        ("second_copy_edges", second_copy_edges),
+        (
+            "second_copy_min_end_kl",
+            format!("{:.3}", listed_min(ss, sl, kl)),
+        ),
+        (
+            "second_copy_max_other_end_kl",
+            format!("{:.1e}", others_max(ss, sl, kl)),
+        ),
+        (
+            "zero_min_listed",
+            format!("{:.3}", listed_min(&c.effects_zero, &c.edges, logit)),
+        ),
+        (
+            "zero_max_other",
+            format!("{:.3}", others_max(&c.effects_zero, &c.edges, logit)),
+        ),
+    ]
 }

@@ -5,50 +5,20 @@
 
 use crate::error::{write_atomic, Error, Result};
 use crate::model::{Activation, ModelConfig};
-use candle_core::{DType, Tensor};
-use std::borrow::Cow;
-use std::collections::HashMap;
+use crate::report::safetensors::{self, TensorData};
+use candle_core::Tensor;
+use std::collections::BTreeMap;
 use std::path::Path;
-
-/// A tensor's f32 bytes for the safetensors writer.
-struct F32View {
-    shape: Vec<usize>,
-    bytes: Vec<u8>,
-}
-
-impl safetensors::View for F32View {
-    fn dtype(&self) -> safetensors::Dtype {
-        safetensors::Dtype::F32
-    }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(&self.bytes)
-    }
-    fn data_len(&self) -> usize {
-        self.bytes.len()
-    }
-}
 
 /// The bytes of a safetensors file holding `tensors` as f32, with PyTorch's
 /// `{"format": "pt"}` metadata (what `save_pretrained` writes).
 pub fn safetensors_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
-    let mut views = Vec::with_capacity(tensors.len());
-    for (name, t) in tensors {
-        let v: Vec<f32> = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-        views.push((
-            name.clone(),
-            F32View {
-                shape: t.dims().to_vec(),
-                bytes,
-            },
-        ));
-    }
-    let meta: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
-    safetensors::serialize(views, Some(meta))
-        .map_err(|e| Error::input(format!("cannot serialise tensors: {e}")))
+    let data = tensors
+        .iter()
+        .map(|(name, t)| Ok((name.clone(), TensorData::f32_of(t)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let meta = BTreeMap::from([("format".to_string(), "pt".to_string())]);
+    safetensors::to_bytes(&data, &meta)
 }
 
 /// Hugging Face's `config.json` for a GPT-2 model of this shape (tied embeddings, no dropout).

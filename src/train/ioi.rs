@@ -3,9 +3,10 @@
 //! task metrics (logit difference IO − S, top-1, the ABC corruption, untrained names).
 
 use crate::data::ioi::{self, IoiOptions, NameList, PromptType};
-use crate::data::Dataset;
+use crate::data::{Dataset, Side};
 use crate::error::{Error, Result};
 use crate::eval::{self, LogitsAt, Patches, RunOptions};
+use crate::experiment::{padded_tensor, PAD};
 use crate::model::Model;
 use crate::tokenizer::{word_level_tokenizer_json, Tokenizer};
 use candle_core::{DType, Tensor};
@@ -250,18 +251,8 @@ impl IoiTask {
 
 /// Token ids `[n, max_len]` (right-padded with BOS) and END positions of a dataset.
 pub fn batch_tokens(model: &Model, ds: &Dataset) -> Result<(Tensor, Vec<usize>)> {
-    let rows: Vec<Vec<u32>> = {
-        let m = ds.max_len();
-        ds.examples
-            .iter()
-            .map(|e| {
-                let mut r = e.tokens.clone();
-                r.resize(m, 0);
-                r
-            })
-            .collect()
-    };
-    Ok((model.tokens_tensor(&rows)?, ds.end_positions()))
+    let tokens = padded_tensor(model, ds, Side::Clean, ds.max_len(), PAD)?;
+    Ok((tokens, ds.end_positions()))
 }
 
 /// Logits at each row's END position, `[n, vocab]`.

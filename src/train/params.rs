@@ -4,7 +4,7 @@
 
 use super::adamw::Param;
 use crate::error::{Error, Result};
-use crate::model::{BlockWeights, ModelConfig, Weights};
+use crate::model::{ModelConfig, Weights};
 use candle_core::{DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -139,57 +139,6 @@ impl Gpt2Params {
 
     /// The forward pass's weights, built from the variables with differentiable operations.
     pub fn weights(&self) -> Result<Weights> {
-        weights_from_hf(&self.cfg, |n| self.get(n).cloned())
+        crate::model::gpt2::weights_from_hf(&self.cfg, &|n, _| self.get(n).cloned())
     }
-}
-
-/// Build TransformerLens-layout [`Weights`] from GPT-2 tensors given by name (Conv1D layout,
-/// tied unembedding), using only differentiable operations.
-pub fn weights_from_hf(cfg: &ModelConfig, get: impl Fn(&str) -> Result<Tensor>) -> Result<Weights> {
-    let (d, h, dh) = (cfg.d_model, cfg.n_heads, cfg.d_head);
-    let w_e = get("transformer.wte.weight")?;
-    let w_pos = get("transformer.wpe.weight")?;
-    let mut blocks = Vec::with_capacity(cfg.n_layers);
-    for l in 0..cfg.n_layers {
-        let g = |s: &str| get(&format!("transformer.h.{l}.{s}"));
-        let c_attn = g("attn.c_attn.weight")?;
-        let c_attn_b = g("attn.c_attn.bias")?;
-        let split_w = |i: usize| -> Result<Tensor> {
-            Ok(c_attn
-                .narrow(1, i * d, d)?
-                .reshape((d, h, dh))?
-                .permute((1, 0, 2))?
-                .contiguous()?)
-        };
-        let split_b =
-            |i: usize| -> Result<Tensor> { Ok(c_attn_b.narrow(0, i * d, d)?.reshape((h, dh))?) };
-        let mlp = if cfg.d_mlp > 0 {
-            [
-                Some(g("mlp.c_fc.weight")?),
-                Some(g("mlp.c_fc.bias")?),
-                Some(g("mlp.c_proj.weight")?),
-                Some(g("mlp.c_proj.bias")?),
-            ]
-        } else {
-            [None, None, None, None]
-        };
-        blocks.push(BlockWeights::new(
-            [g("ln_1.weight")?, g("ln_1.bias")?],
-            [g("ln_2.weight")?, g("ln_2.bias")?],
-            [split_w(0)?, split_w(1)?, split_w(2)?],
-            [split_b(0)?, split_b(1)?, split_b(2)?],
-            g("attn.c_proj.weight")?.reshape((h, dh, d))?,
-            g("attn.c_proj.bias")?,
-            mlp,
-        )?);
-    }
-    Ok(Weights {
-        w_u: w_e.t()?,
-        w_e,
-        w_pos: Some(w_pos),
-        blocks,
-        ln_f_w: get("transformer.ln_f.weight")?,
-        ln_f_b: get("transformer.ln_f.bias")?,
-        b_u: None,
-    })
 }

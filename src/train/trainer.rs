@@ -7,6 +7,7 @@ use super::export::{safetensors_bytes, write_model_dir};
 use super::ioi::{self, derive_seed, IoiMetrics, IoiTask, Split};
 use super::params::Gpt2Params;
 use crate::error::{read_to_string, write_atomic, Error, Result};
+use crate::experiment::hash::sha256_hex;
 use crate::model::Model;
 use candle_core::{backprop::GradStore, DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -377,11 +378,4 @@ pub fn log_csv(log: &[LogRow]) -> String {
         }
     }
     s
-}
-
-/// Hex SHA-256 of bytes.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    let d = sha2::Sha256::digest(bytes);
-    d.iter().map(|b| format!("{b:02x}")).collect()
 }

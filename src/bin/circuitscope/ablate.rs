@@ -5,7 +5,8 @@ use crate::inputs::{setup_facts, InputArgs, OutputArgs};
 use anyhow::{bail, Result};
 use circuitscope::analysis::ablation::template_groups;
 use circuitscope::analysis::{Axis, Circuit, MeanAblation, Sweep};
-use circuitscope::data::JsonlOptions;
+use circuitscope::data::{JsonlOptions, Side};
+use circuitscope::experiment::{padded_tensor, PAD};
 use circuitscope::graph::Node;
 use circuitscope::report::html::Report;
 use std::collections::BTreeSet;
@@ -86,14 +87,13 @@ pub fn run(a: &AblateArgs) -> Result<()> {
                 },
                 tok,
             )?;
-            let (ids, n, m) = ds.padded_tokens(0);
-            let rows: Vec<Vec<u32>> = (0..n).map(|i| ids[i * m..(i + 1) * m].to_vec()).collect();
             let g = if groups.iter().all(|g| g == "all") {
-                vec!["all".to_string(); n]
+                vec!["all".to_string(); ds.len()]
             } else {
                 template_groups(&ds)
             };
-            (loaded.model.tokens_tensor(&rows)?, g)
+            let tokens = padded_tensor(&loaded.model, &ds, Side::Clean, ds.max_len(), PAD)?;
+            (tokens, g)
         }
         None => (setup.corrupted_tokens.clone(), groups.clone()),
     };

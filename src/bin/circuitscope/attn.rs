@@ -4,6 +4,8 @@
 use crate::inputs::{InputArgs, OutputArgs};
 use anyhow::{bail, Result};
 use circuitscope::analysis::attention_patterns;
+use circuitscope::data::{Dataset, Side};
+use circuitscope::experiment::{padded_tensor, PAD};
 use circuitscope::graph::Node;
 use circuitscope::model::{resolve::resolve_model, Model};
 use circuitscope::report::html::{AttentionBlock, Report};
@@ -84,16 +86,8 @@ pub fn run(a: &Args) -> Result<()> {
         }
     }
     // pad rows to one length (padding comes after each row's tokens and is never shown)
-    let p = rows_tokens.iter().map(Vec::len).max().unwrap_or(0);
-    let padded: Vec<Vec<u32>> = rows_tokens
-        .iter()
-        .map(|r| {
-            let mut r = r.clone();
-            r.resize(p, 0);
-            r
-        })
-        .collect();
-    let tokens = model.tokens_tensor(&padded)?;
+    let rows_ds = Dataset::from_token_rows(&rows_tokens, None, None)?;
+    let tokens = padded_tensor(&model, &rows_ds, Side::Clean, rows_ds.max_len(), PAD)?;
     let pats = attention_patterns(&model, &tokens, &a.rows, &heads, a.value_weighted)?;
     let mut report = Report::new(if a.value_weighted {
         "Value-weighted attention patterns"
@@ -137,7 +131,7 @@ pub fn run(a: &Args) -> Result<()> {
         "attention patterns of {} heads on {} rows ({} positions)",
         heads.len(),
         a.rows.len(),
-        p
+        rows_ds.max_len()
     );
     a.output.write(&[("pattern", &sweep)], &mut report)
 }

@@ -3,7 +3,6 @@
 //! flip, a metric; result files, heatmaps and the HTML report.
 
 use anyhow::{bail, Context, Result};
-use circuitscope::analysis::setup::tokens_dataset;
 use circuitscope::analysis::sweep::save_sweeps;
 use circuitscope::analysis::{Setup, Sweep};
 use circuitscope::data::{Dataset, JsonlOptions, TaskSpec};
@@ -258,7 +257,7 @@ impl InputArgs {
                     }
                 }
             }
-            tokens_dataset(&clean, corrupted.as_deref(), answers.as_deref())?
+            Dataset::from_token_rows(&clean, corrupted.as_deref(), answers.as_deref())?
         } else if let Some(t) = &self.task {
             let spec = task_spec(t)?;
             spec.build(need_tok("--task")?)?

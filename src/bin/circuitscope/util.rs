@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use candle_core::{DType, Tensor};
+use circuitscope::report::safetensors::{self, TensorData};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -34,16 +35,17 @@ pub fn parse_dtype(s: &str) -> Result<DType> {
     }
 }
 
-/// Write tensors to a safetensors file atomically (temporary file, then rename), as f32.
+/// Write tensors to a safetensors file atomically (temporary file, then rename); floats as
+/// f32, token ids as they are.
 pub fn save_safetensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
-    let mut f32s = HashMap::new();
+    let mut data = Vec::with_capacity(tensors.len());
     for (k, v) in tensors {
-        let v = if v.dtype() == DType::F32 || !v.dtype().is_float() {
-            v.contiguous()?
+        let d = if v.dtype().is_float() {
+            TensorData::f32_of(v)?
         } else {
-            v.to_dtype(DType::F32)?.contiguous()?
+            TensorData::from_tensor(v)?
         };
-        f32s.insert(k.clone(), v);
+        data.push((k.clone(), d));
     }
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -56,19 +58,6 @@ pub fn save_safetensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Resul
             dir.display()
         );
     }
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let res = candle_core::safetensors::save(&f32s, &tmp)
-        .map_err(anyhow::Error::from)
-        .and_then(|_| std::fs::rename(&tmp, path).map_err(anyhow::Error::from));
-    if let Err(e) = res {
-        let _ = std::fs::remove_file(&tmp);
-        anyhow::bail!("{}: cannot write: {e}", path.display());
-    }
+    safetensors::write(path, &data, &Default::default())?;
     Ok(())
 }
