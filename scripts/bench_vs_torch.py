@@ -61,13 +61,20 @@ def main() -> None:
             for _ in range(args.warmup):
                 out = fn()
             times = []
+            cpu = []
             for _ in range(iters):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 out = fn()
                 times.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
             med = statistics.median(times)
+            cmed = statistics.median(cpu)
+            # CPU seconds per pass do not depend on other jobs sharing the machine (with one
+            # thread they are the work itself; with more, they include waiting threads).
             print(f"{label:22s} median {med * 1e3:9.1f} ms/forward  (min {min(times) * 1e3:.1f}, "
-                  f"max {max(times) * 1e3:.1f})  {n_tok / med:9.0f} tokens/s  out {tuple(out.shape)}")
+                  f"max {max(times) * 1e3:.1f})  {n_tok / med:9.0f} tokens/s  "
+                  f"CPU {cmed * 1e3:.1f} ms, {n_tok / cmed:.0f} tokens per CPU-second  "
+                  f"out {tuple(out.shape)}")
 
 
 if __name__ == "__main__":

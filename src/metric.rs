@@ -134,7 +134,60 @@ impl Metric {
     ) -> Result<Vec<f64>> {
         let n = ds.len();
         let rows = rows(logits, n, "the")?;
-        let vocab = rows.first().map_or(0, Vec::len);
+        self.check_rows(ds, rows.first().map_or(0, Vec::len))?;
+        let logit_diff = |row: &[f64], i: usize| {
+            let e = &ds.examples[i];
+            mean_at(row, &e.answer) - mean_at(row, &e.wrong)
+        };
+        let out = match self {
+            Metric::LogitDiff => rows
+                .iter()
+                .enumerate()
+                .map(|(i, r)| logit_diff(r, i))
+                .collect(),
+            Metric::NormLogitDiff => {
+                let (k, denom) = norm_denominator(norm)?;
+                rows.iter()
+                    .enumerate()
+                    .map(|(i, r)| (logit_diff(r, i) - k) / denom)
+                    .collect()
+            }
+            Metric::Kl => {
+                let clean = clean.ok_or_else(|| {
+                    Error::input("metric kl needs the clean model's logits at the same positions")
+                })?;
+                kl_rows(&rows, &self::rows(clean, n, "clean")?)?
+            }
+            Metric::Nll => rows
+                .iter()
+                .zip(&ds.examples)
+                .map(|(r, e)| -log_softmax(r)[e.answer[0] as usize])
+                .collect(),
+            Metric::Prob => rows
+                .iter()
+                .zip(&ds.examples)
+                .map(|(r, e)| prob_sum(&log_softmax(r), &e.answer))
+                .collect(),
+            Metric::ProbDiff => rows
+                .iter()
+                .zip(&ds.examples)
+                .map(|(r, e)| {
+                    let lp = log_softmax(r);
+                    prob_sum(&lp, &e.answer) - prob_sum(&lp, &e.wrong)
+                })
+                .collect(),
+            Metric::Accuracy => rows
+                .iter()
+                .zip(&ds.examples)
+                .map(|(r, e)| f64::from(u8::from(e.answer.contains(&(argmax(r) as u32)))))
+                .collect(),
+        };
+        Ok(out)
+    }
+
+    /// Every row names tokens inside the `vocab` logits, has an answer and, for the logit
+    /// differences, a wrong answer.
+    fn check_rows(&self, ds: &Dataset, vocab: usize) -> Result<()> {
         for (i, e) in ds.examples.iter().enumerate() {
             if let Some(bad) = e
                 .answer
@@ -162,99 +215,63 @@ impl Metric {
                 )));
             }
         }
-        let logit_diff = |row: &[f64], i: usize| {
-            let e = &ds.examples[i];
-            mean_at(row, &e.answer) - mean_at(row, &e.wrong)
-        };
-        let out = match self {
-            Metric::LogitDiff => rows
-                .iter()
-                .enumerate()
-                .map(|(i, r)| logit_diff(r, i))
-                .collect(),
-            Metric::NormLogitDiff => {
-                let Some((c, k)) = norm else {
-                    return Err(Error::input(
-                        "metric norm-logit-diff needs the clean and corrupted mean logit \
-                         differences (norm = (clean, corrupted))",
-                    ));
-                };
-                let denom = c - k;
-                if denom == 0.0 || !denom.is_finite() {
-                    return Err(Error::input(format!(
-                        "metric norm-logit-diff: clean ({c}) and corrupted ({k}) logit \
-                         differences are equal; the corruption does not change the task, pick \
-                         another one"
-                    )));
-                }
-                rows.iter()
-                    .enumerate()
-                    .map(|(i, r)| (logit_diff(r, i) - k) / denom)
-                    .collect()
-            }
-            Metric::Kl => {
-                let Some(clean) = clean else {
-                    return Err(Error::input(
-                        "metric kl needs the clean model's logits at the same positions",
-                    ));
-                };
-                let crow = self::rows(clean, n, "clean")?;
-                let mut out = Vec::with_capacity(n);
-                for (r, c) in rows.iter().zip(&crow) {
-                    if c.len() != r.len() {
-                        return Err(Error::input(format!(
-                            "metric kl: clean logits have {} entries per row, patched {}",
-                            c.len(),
-                            r.len()
-                        )));
-                    }
-                    let lp = log_softmax(r);
-                    let lc = log_softmax(c);
-                    let mut kl = 0.0;
-                    for (a, b) in lc.iter().zip(&lp) {
-                        let pc = a.exp();
-                        if pc > 0.0 {
-                            kl += pc * (a - b);
-                        }
-                    }
-                    out.push(kl);
-                }
-                out
-            }
-            Metric::Nll => rows
-                .iter()
-                .zip(&ds.examples)
-                .map(|(r, e)| -log_softmax(r)[e.answer[0] as usize])
-                .collect(),
-            Metric::Prob => rows
-                .iter()
-                .zip(&ds.examples)
-                .map(|(r, e)| prob_sum(&log_softmax(r), &e.answer))
-                .collect(),
-            Metric::ProbDiff => rows
-                .iter()
-                .zip(&ds.examples)
-                .map(|(r, e)| {
-                    let lp = log_softmax(r);
-                    prob_sum(&lp, &e.answer) - prob_sum(&lp, &e.wrong)
-                })
-                .collect(),
-            Metric::Accuracy => rows
-                .iter()
-                .zip(&ds.examples)
-                .map(|(r, e)| {
-                    let mut best = 0;
-                    for (j, &x) in r.iter().enumerate() {
-                        if x > r[best] {
-                            best = j;
-                        }
-                    }
-                    f64::from(u8::from(e.answer.contains(&(best as u32))))
-                })
-                .collect(),
-        };
-        Ok(out)
+        Ok(())
     }
+}
+
+/// The normalised logit difference's offset and scale from `norm = (clean, corrupted)`:
+/// `(corrupted, clean − corrupted)`.
+fn norm_denominator(norm: Option<(f64, f64)>) -> Result<(f64, f64)> {
+    let Some((c, k)) = norm else {
+        return Err(Error::input(
+            "metric norm-logit-diff needs the clean and corrupted mean logit differences \
+             (norm = (clean, corrupted))",
+        ));
+    };
+    let denom = c - k;
+    if denom == 0.0 || !denom.is_finite() {
+        return Err(Error::input(format!(
+            "metric norm-logit-diff: clean ({c}) and corrupted ({k}) logit differences are \
+             equal; the corruption does not change the task, pick another one"
+        )));
+    }
+    Ok((k, denom))
+}
+
+/// KL(clean ‖ patched) of each row.
+fn kl_rows(rows: &[Vec<f64>], clean: &[Vec<f64>]) -> Result<Vec<f64>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for (r, c) in rows.iter().zip(clean) {
+        if c.len() != r.len() {
+            return Err(Error::input(format!(
+                "metric kl: clean logits have {} entries per row, patched {}",
+                c.len(),
+                r.len()
+            )));
+        }
+        let lp = log_softmax(r);
+        let lc = log_softmax(c);
+        let mut kl = 0.0;
+        for (a, b) in lc.iter().zip(&lp) {
+            let pc = a.exp();
+            if pc > 0.0 {
+                kl += pc * (a - b);
+            }
+        }
+        out.push(kl);
+    }
+    Ok(out)
+}
+
+/// The index of a row's largest value (the first on ties).
+fn argmax(row: &[f64]) -> usize {
+    let mut best = 0;
+    for (j, &x) in row.iter().enumerate() {
+        if x > row[best] {
+            best = j;
+        }
+    }
+    best
 }
 
 /// The normalisation of [`Metric::NormLogitDiff`]: the mean logit differences of the clean

@@ -10,8 +10,17 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 /// Names under which tokenizers commonly store their beginning-of-sequence token, in order of
-/// preference. GPT-2 and Pythia use `<|endoftext|>`.
-const BOS_CANDIDATES: [&str; 6] = ["<|endoftext|>", "<s>", "<bos>", "[BOS]", "</s>", "<eos>"];
+/// preference, when no `tokenizer_config.json` names it. GPT-2, Pythia and Qwen2 use
+/// `<|endoftext|>`, Llama 3 `<|begin_of_text|>`, Llama 2 `<s>`, Gemma `<bos>`.
+const BOS_CANDIDATES: [&str; 7] = [
+    "<|begin_of_text|>",
+    "<|endoftext|>",
+    "<s>",
+    "<bos>",
+    "[BOS]",
+    "</s>",
+    "<eos>",
+];
 
 /// Names of unknown-word tokens: a word that encodes to one of these is not "one token".
 const UNK_CANDIDATES: [&str; 3] = ["[UNK]", "<unk>", "<|unk|>"];
@@ -27,6 +36,7 @@ pub struct Tokenizer {
     bos: Option<u32>,
     unk: Option<u32>,
     vocab_size: usize,
+    bos_by_default: bool,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -51,7 +61,49 @@ impl Tokenizer {
                 path.display()
             ))
         })?;
-        Ok(Self::wrap(inner, path.to_path_buf()))
+        let mut t = Self::wrap(inner, path.to_path_buf());
+        let config = path.with_file_name("tokenizer_config.json");
+        if config.is_file() {
+            t.apply_config(&config)?;
+        }
+        Ok(t)
+    }
+
+    /// Take the BOS token and whether the family prepends it from `tokenizer_config.json`:
+    /// `bos_token` (a string, `{"content": …}`, or `null` = none by default, as Qwen2), and
+    /// `add_bos_token` when present.
+    fn apply_config(&mut self, path: &Path) -> Result<()> {
+        let text = crate::error::read_to_string(path)?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            Error::input(format!(
+                "{}:{}:{}: malformed JSON: {e}",
+                path.display(),
+                e.line(),
+                e.column()
+            ))
+        })?;
+        match v.get("bos_token") {
+            Some(serde_json::Value::Null) => self.bos_by_default = false,
+            Some(b) => {
+                let name = b
+                    .as_str()
+                    .or_else(|| b.get("content").and_then(|c| c.as_str()));
+                if let Some(id) = name.and_then(|n| self.inner.token_to_id(n)) {
+                    self.bos = Some(id);
+                }
+            }
+            None => {}
+        }
+        if let Some(add) = v.get("add_bos_token").and_then(|a| a.as_bool()) {
+            self.bos_by_default = add && self.bos.is_some();
+        }
+        Ok(())
+    }
+
+    /// Whether the model's family prepends BOS by default: Llama and Gemma (and GPT-2 as
+    /// TransformerLens does) yes, Qwen2 no (its `tokenizer_config.json` has `bos_token: null`).
+    pub fn prepends_bos_by_default(&self) -> bool {
+        self.bos_by_default
     }
 
     /// Build a tokenizer from the text of a `tokenizer.json` (`name` is used in messages).
@@ -89,6 +141,7 @@ impl Tokenizer {
             bos,
             unk,
             vocab_size,
+            bos_by_default: bos.is_some(),
         }
     }
 

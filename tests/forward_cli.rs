@@ -121,10 +121,10 @@ fn bad_input_gets_one_clear_message_and_no_output() {
         &["config.json:3:"],
         &out,
     );
-    // Unknown model_type.
-    let m = d.join("llama");
+    // Unknown model_type (llama is supported now: use one that is not).
+    let m = d.join("mamba");
     copy_model(&m);
-    std::fs::write(m.join("config.json"), r#"{"model_type": "llama"}"#).unwrap();
+    std::fs::write(m.join("config.json"), r#"{"model_type": "mamba"}"#).unwrap();
     expect_refusal(
         forward(&[
             "--model",
@@ -134,7 +134,7 @@ fn bad_input_gets_one_clear_message_and_no_output() {
             "--out",
             outs,
         ]),
-        &["llama", "gpt2", "gpt_neox"],
+        &["mamba", "gpt2", "gpt_neox", "llama"],
         &out,
     );
     // Shape mismatch: config says a wider model than the weights hold.

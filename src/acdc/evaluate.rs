@@ -19,7 +19,7 @@ use super::sweep::{Measured, Oracle, Units};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::eval::{self, LogitsAt, Patch, Patches, Run, RunOptions};
-use crate::graph::edges::parents;
+use crate::graph::edges::{parents, receiver_members};
 use crate::graph::{Edge, Node, Receiver};
 use crate::metric::{self, Metric};
 use crate::model::Model;
@@ -73,11 +73,16 @@ fn removed_senders(
                 if present[i] {
                     continue;
                 }
+                // A grouped k or v receiver stands for that input of every head of its group.
                 match *e {
                     Edge::Add { sender, receiver } => {
-                        removed.entry(receiver).or_default().insert(sender);
+                        for r in receiver_members(&receiver, cfg) {
+                            removed.entry(r).or_default().insert(sender);
+                        }
                     }
-                    Edge::Qkv { layer, head, qkv } => whole.push(Receiver::Head(layer, head, qkv)),
+                    Edge::Qkv { layer, head, qkv } => {
+                        whole.extend(receiver_members(&Receiver::Head(layer, head, qkv), cfg))
+                    }
                 }
             }
             for r in whole {
@@ -92,11 +97,13 @@ fn removed_senders(
                 .map(|(n, _)| *n)
                 .collect();
             if !gone.is_empty() {
-                for r in crate::graph::edges::receivers_reverse(cfg) {
-                    let v: BTreeSet<Node> =
-                        gone.iter().copied().filter(|u| u.feeds(&r, cfg)).collect();
-                    if !v.is_empty() {
-                        removed.insert(r, v);
+                for gr in crate::graph::edges::receivers_reverse(cfg) {
+                    for r in receiver_members(&gr, cfg) {
+                        let v: BTreeSet<Node> =
+                            gone.iter().copied().filter(|u| u.feeds(&r, cfg)).collect();
+                        if !v.is_empty() {
+                            removed.insert(r, v);
+                        }
                     }
                 }
             }

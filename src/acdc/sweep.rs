@@ -312,8 +312,20 @@ impl Sweep {
             Receiver::Mlp(l) => self.sender_connected(s, Node::Mlp(l)),
             Receiver::Head(l, h, x) => match self.graph().and_then(|g| g.qkv_id(l, h, x)) {
                 Some(i) => s.present[i],
-                None => self.sender_connected(s, Node::Head(l, h)),
+                None => self.input_connected(s, l, h, x),
             },
+        }
+    }
+
+    /// Whether a head input feeds a head that still has a child: a grouped k or v input feeds
+    /// every head of its key/value group.
+    fn input_connected(&self, s: &SweepState, l: usize, h: usize, x: Qkv) -> bool {
+        match x {
+            Qkv::Q => self.sender_connected(s, Node::Head(l, h)),
+            _ => self
+                .cfg
+                .kv_group(h)
+                .any(|m| self.sender_connected(s, Node::Head(l, m))),
         }
     }
 
@@ -330,7 +342,7 @@ impl Sweep {
                 let Some(i) = g.qkv_id(l, h, x) else {
                     return (vec![], vec![]);
                 };
-                if self.sender_connected(s, Node::Head(l, h)) {
+                if self.input_connected(s, l, h, x) {
                     (vec![i], vec![])
                 } else {
                     (vec![], vec![i])
@@ -576,6 +588,7 @@ mod tests {
             parallel_residual: false,
             scale_attn_by_inverse_layer_idx: false,
             bos_token_id: None,
+            arch: Default::default(),
         }
     }
 

@@ -12,7 +12,7 @@
 use super::objective::GradMetric;
 use crate::error::{Error, Result};
 use crate::eval::{self, Hook, LogitsAt, Patches, Run, RunOptions};
-use crate::graph::edges::receivers_reverse;
+use crate::graph::edges::{receiver_members, receivers_reverse};
 use crate::graph::Receiver;
 use crate::model::Model;
 use candle_core::{Tensor, Var};
@@ -50,7 +50,11 @@ pub fn receiver_grads(
     let mut vars = Vec::with_capacity(receivers.len());
     for r in &receivers {
         let v = Var::zeros((b, p, d), model.dtype, model.device())?;
-        patches.add_delta(*r, v.as_tensor().clone())?;
+        // A grouped k or v receiver feeds every query head of its key/value group: one delta
+        // into all of them, so its gradient sums over the group.
+        for m in receiver_members(r, &model.cfg) {
+            patches.add_delta(m, v.as_tensor().clone())?;
+        }
         vars.push(v);
     }
     let run = eval::run(

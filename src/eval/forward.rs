@@ -371,7 +371,7 @@ fn attention_stage(model: &Model, l: usize, em: &mut Emitter, out: &mut Run) -> 
     let z = em.emit(site(Site::Z), model.attn_z(&pattern, &v)?)?;
     let attn_out = if em.wants(site(Site::Result)) {
         let results = em.emit(site(Site::Result), model.head_results(l, &z)?)?;
-        results.sum(2)?.broadcast_add(&model.w.blocks[l].b_o)?
+        model.attn_out_from_results(l, &results)?
     } else {
         model.attn_out(l, &z)?
     };
@@ -396,11 +396,19 @@ fn mlp_stage(model: &Model, l: usize, em: &mut Emitter, out: &mut Run) -> Result
         let standard = resid_mid.as_ref().unwrap_or(&resid_pre);
         let x = patched_input(model, out, standard, em.patches, &Receiver::Mlp(l))?;
         let x = em.emit(site(Site::MlpIn), x)?;
-        let (pre, scale) = model.mlp_pre(l, &x)?;
+        let (xn, scale) = model.mlp_norm(l, &x)?;
         em.emit(site(Site::Ln2Scale), scale)?;
-        let pre = em.emit(site(Site::MlpPre), pre)?;
-        let post = em.emit(site(Site::MlpPost), model.mlp_act(&pre)?)?;
-        drop(pre);
+        let pre = em.emit(site(Site::MlpPre), model.mlp_pre_normed(l, &xn)?)?;
+        // Gated MLPs (SwiGLU, GeGLU): act(pre) ⊙ pre_linear.
+        let post = match model.mlp_pre_linear(l, &xn)? {
+            Some(lin) => {
+                let lin = em.emit(site(Site::MlpPreLinear), lin)?;
+                model.mlp_gated(&pre, &lin)?
+            }
+            None => model.mlp_act(&pre)?,
+        };
+        drop((xn, pre));
+        let post = em.emit(site(Site::MlpPost), post)?;
         let o = model.mlp_out_from_post(l, &post)?;
         Some(em.emit(site(Site::MlpOut), o)?)
     } else {
@@ -477,7 +485,8 @@ fn unembed(model: &Model, em: &mut Emitter, x: &Tensor) -> Result<Tensor> {
     em.emit(HookName::LnFinalScale, scale)?;
     let xn = em.emit(HookName::UnembedIn, xn)?;
     let logits = model.unembed_normed(&xn)?;
-    em.emit(HookName::UnembedOut, logits)
+    let logits = em.emit(HookName::UnembedOut, logits)?;
+    model.cap_logits(&logits)
 }
 
 /// The input of receiver `r`: its standard input (or a replacement base) changed by the

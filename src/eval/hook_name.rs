@@ -49,8 +49,10 @@ pub enum Site {
     MlpIn,
     /// `ln2.hook_scale`.
     Ln2Scale,
-    /// `mlp.hook_pre`.
+    /// `mlp.hook_pre` (a gated MLP's gate).
     MlpPre,
+    /// `mlp.hook_pre_linear` (gated MLPs: the linear branch).
+    MlpPreLinear,
     /// `mlp.hook_post`.
     MlpPost,
     /// `hook_mlp_out`.
@@ -61,7 +63,7 @@ pub enum Site {
 
 impl Site {
     /// Every site, in emission order.
-    pub const ALL: [Site; 22] = [
+    pub const ALL: [Site; 23] = [
         Site::ResidPre,
         Site::QInput,
         Site::KInput,
@@ -81,6 +83,7 @@ impl Site {
         Site::MlpIn,
         Site::Ln2Scale,
         Site::MlpPre,
+        Site::MlpPreLinear,
         Site::MlpPost,
         Site::MlpOut,
         Site::ResidPost,
@@ -108,6 +111,7 @@ impl Site {
             Site::MlpIn => "hook_mlp_in",
             Site::Ln2Scale => "ln2.hook_scale",
             Site::MlpPre => "mlp.hook_pre",
+            Site::MlpPreLinear => "mlp.hook_pre_linear",
             Site::MlpPost => "mlp.hook_post",
             Site::MlpOut => "hook_mlp_out",
             Site::ResidPost => "hook_resid_post",
@@ -146,6 +150,7 @@ impl Site {
             Site::MlpIn | Site::Ln2Scale | Site::MlpPre | Site::MlpPost | Site::MlpOut => {
                 cfg.has_mlp()
             }
+            Site::MlpPreLinear => cfg.has_mlp() && cfg.arch.gated_mlp,
             _ => true,
         }
     }
@@ -292,6 +297,7 @@ mod tests {
             parallel_residual: parallel,
             scale_attn_by_inverse_layer_idx: false,
             bos_token_id: None,
+            arch: Default::default(),
         }
     }
 

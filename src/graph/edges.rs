@@ -9,6 +9,17 @@
 //! value. GPT-2 small has 32,491 addition edges and 432 q/k/v edges; a 2-layer 8-head
 //! attention-only model 257 + 48 = 305.
 //!
+//! Grouped-query attention (Llama, Qwen2, Gemma-2): every query head is a node with its own q
+//! input, but the query heads of a key/value group read one key input and one value input. The
+//! graph has one k and one v receiver per group, named after the group's first head
+//! (`a{l}.h{g·r}.k`, r = heads per group, see [`ModelConfig::kv_leader`]): an edge into it
+//! counts once and feeds every query head of the group, and removing it (or the group's q/k/v
+//! edge `a{l}.h{g·r}.k -> a{l}.h{g·r}`) patches the k input of every head of the group
+//! ([`receiver_members`]). Per layer the graph thus has `n_heads` q receivers and
+//! `n_kv_heads` k and v receivers each. The evaluator below the graph keeps TransformerLens's
+//! ungrouped view (a k or v input per query head), so activation and path patching compare
+//! with TransformerLens's `ungroup_grouped_query_attention` by name.
+//!
 //! Parents of a receiver come in the reference's order: grouped by sender kind and layer, later
 //! layers first, the MLP before the heads of its layer (for an MLP input, its own layer's heads
 //! first), heads in descending order, the embedding last.
@@ -63,7 +74,11 @@ impl Edge {
                 ))
             })?;
         let (a, b) = (a.trim(), b.trim());
+        if let Ok(Receiver::Head(l, h, x)) = Receiver::parse(b, cfg) {
+            check_group_receiver(l, h, x, s, cfg)?;
+        }
         if let Ok(Receiver::Head(l, h, x)) = Receiver::parse(a, cfg) {
+            check_group_receiver(l, h, x, s, cfg)?;
             return match Node::parse(b, cfg)? {
                 Node::Head(l2, h2) if (l2, h2) == (l, h) => Ok(Edge::Qkv {
                     layer: l,
@@ -159,6 +174,44 @@ pub fn parents(r: &Receiver, cfg: &ModelConfig) -> Vec<Node> {
     parent_groups(r, cfg).into_iter().flatten().collect()
 }
 
+/// An edge into a non-first head's k or v input of a grouped-query model is an error that
+/// names the group's receiver.
+fn check_group_receiver(l: usize, h: usize, x: Qkv, s: &str, cfg: &ModelConfig) -> Result<()> {
+    if x != Qkv::Q && cfg.kv_leader(h) != h {
+        let g = cfg.kv_group(h);
+        return Err(Error::input(format!(
+            "'{s}': in this grouped-query model heads {}–{} of a layer read one {} input, which \
+             the edge graph names a{l}.h{}.{}",
+            g.start,
+            g.end - 1,
+            if x == Qkv::K { "key" } else { "value" },
+            g.start,
+            x.letter()
+        )));
+    }
+    Ok(())
+}
+
+/// The heads whose `x` input is a receiver of the edge graph, descending: every head's q input;
+/// the k and v inputs of each key/value group's first head (all heads without grouping).
+pub fn graph_heads(cfg: &ModelConfig, x: Qkv) -> Vec<usize> {
+    (0..cfg.n_heads)
+        .rev()
+        .filter(|&h| x == Qkv::Q || cfg.kv_leader(h) == h)
+        .collect()
+}
+
+/// The evaluator's receivers an edge-graph receiver stands for: a grouped k or v receiver
+/// stands for that input of every query head of its group; any other receiver for itself.
+pub fn receiver_members(r: &Receiver, cfg: &ModelConfig) -> Vec<Receiver> {
+    match *r {
+        Receiver::Head(l, h, x) if x != Qkv::Q && cfg.is_grouped() => {
+            cfg.kv_group(h).map(|m| Receiver::Head(l, m, x)).collect()
+        }
+        _ => vec![*r],
+    }
+}
+
 /// Every sender that feeds `r`, in the order the forward pass computes them: the embedding,
 /// then per layer its heads (ascending) and its MLP — [`parents`] reversed.
 pub fn senders(r: &Receiver, cfg: &ModelConfig) -> Vec<Node> {
@@ -190,13 +243,13 @@ pub fn visit_order(cfg: &ModelConfig, split_qkv: bool) -> Vec<Visit> {
         }
         if split_qkv {
             for x in [Qkv::V, Qkv::K, Qkv::Q] {
-                for h in (0..cfg.n_heads).rev() {
+                for h in graph_heads(cfg, x) {
                     v.push(Visit::Qkv(l, h, x));
                 }
             }
         }
         for x in [Qkv::V, Qkv::K, Qkv::Q] {
-            for h in (0..cfg.n_heads).rev() {
+            for h in graph_heads(cfg, x) {
                 v.push(Visit::Receiver(Receiver::Head(l, h, x)));
             }
         }
@@ -315,6 +368,7 @@ mod tests {
             parallel_residual: false,
             scale_attn_by_inverse_layer_idx: false,
             bos_token_id: None,
+            arch: Default::default(),
         }
     }
 

@@ -11,6 +11,14 @@ pub enum Family {
     Gpt2,
     /// GPT-NeoX / Pythia (`model_type: gpt_neox`): rotary positions, untied unembedding.
     NeoX,
+    /// Llama (`model_type: llama`): RMSNorm, SwiGLU, rotary (with Llama-3 `rope_scaling`),
+    /// grouped-query attention.
+    Llama,
+    /// Qwen2 (`model_type: qwen2`): Llama plus biases on the q, k and v projections.
+    Qwen2,
+    /// Gemma-2 (`model_type: gemma2`): RMSNorm with a +1 weight, GeGLU, √d embedding scale,
+    /// norms before and after attention and MLP, soft-capping, alternating sliding windows.
+    Gemma2,
 }
 
 /// The MLP activation function.
@@ -22,6 +30,79 @@ pub enum Activation {
     Gelu,
     /// `relu`.
     Relu,
+    /// `silu` (x·σ(x)), Llama's and Qwen2's gate activation.
+    Silu,
+}
+
+/// Which normalisation every receiver (and the final norm) applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Default)]
+pub enum NormKind {
+    /// LayerNorm: (x − mean) / √(var + ε) · w + b (GPT-2, GPT-NeoX).
+    #[default]
+    LayerNorm,
+    /// RMSNorm: x / √(mean x² + ε) · w, no mean and no bias (Llama, Qwen2, Gemma-2; Gemma's
+    /// `1 + w` is folded into `w` when the weights are loaded, as TransformerLens does).
+    RmsNorm,
+}
+
+/// Rotary frequency scaling (`rope_scaling` / `rope_parameters` in `config.json`).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, Default)]
+pub enum RopeScaling {
+    /// The plain frequencies `base^(−2i/d)`.
+    #[default]
+    None,
+    /// `rope_type: linear`: every frequency divided by `factor`.
+    Linear {
+        /// The divisor.
+        factor: f64,
+    },
+    /// `rope_type: llama3`: low frequencies divided by `factor`, high ones kept, a smooth
+    /// interpolation between the `low_freq_factor` and `high_freq_factor` wavelengths of
+    /// `original_max_position_embeddings`.
+    Llama3 {
+        /// `factor`.
+        factor: f64,
+        /// `low_freq_factor`.
+        low_freq_factor: f64,
+        /// `high_freq_factor`.
+        high_freq_factor: f64,
+        /// `original_max_position_embeddings`.
+        original_max_position_embeddings: f64,
+    },
+}
+
+/// The per-component options of today's decoder families (Llama, Qwen2, Gemma-2). The default
+/// is GPT-2's and GPT-NeoX's: LayerNorm, one key/value head per query head, no gating, no
+/// soft-capping, global attention.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Default)]
+pub struct Arch {
+    /// Key/value heads (`num_key_value_heads`); 0 means one per query head. Query head `h`
+    /// reads key/value head `h / (n_heads / n_kv_heads)`.
+    pub n_kv_heads: usize,
+    /// The norm kind.
+    pub norm: NormKind,
+    /// Gated MLP: `W_out · (act(W_gate x) ⊙ W_in x)` (SwiGLU with `silu`, GeGLU with `gelu`).
+    pub gated_mlp: bool,
+    /// Rotary frequency scaling.
+    pub rope_scaling: RopeScaling,
+    /// Attention scores divide by √ of this instead of √`d_head` (Gemma-2's
+    /// `query_pre_attn_scalar`); 0 means `d_head`.
+    pub query_pre_attn_scalar: f64,
+    /// Attention-logit soft-capping `cap · tanh(s / cap)` before the mask (0: none).
+    pub attn_softcap: f64,
+    /// Final-logit soft-capping (0: none).
+    pub final_softcap: f64,
+    /// Keys visible from a query at distance < `sliding_window` in the sliding layers.
+    pub sliding_window: usize,
+    /// Per layer: whether it is a sliding-window layer (empty: none is).
+    pub sliding_layers: Vec<bool>,
+    /// Token embeddings are multiplied by √d_model (Gemma).
+    pub embed_scale: bool,
+    /// Norms after attention and after the MLP, before they are added to the residual
+    /// stream (Gemma-2's `post_attention_layernorm` and `post_feedforward_layernorm`).
+    pub post_norms: bool,
+    /// The unembedding is the token embedding (`tie_word_embeddings`).
+    pub tied_embeddings: bool,
 }
 
 /// Everything the forward pass needs to know about a model's shape.
@@ -57,12 +138,56 @@ pub struct ModelConfig {
     pub scale_attn_by_inverse_layer_idx: bool,
     /// The beginning-of-sequence token, if the config names one.
     pub bos_token_id: Option<u32>,
+    /// Options of the newer families (all default for GPT-2 and GPT-NeoX).
+    pub arch: Arch,
 }
 
 impl ModelConfig {
     /// Whether the model has MLPs.
     pub fn has_mlp(&self) -> bool {
         self.d_mlp > 0
+    }
+
+    /// Key/value heads per layer (`n_heads` without grouped-query attention).
+    pub fn n_kv_heads(&self) -> usize {
+        if self.arch.n_kv_heads == 0 {
+            self.n_heads
+        } else {
+            self.arch.n_kv_heads
+        }
+    }
+
+    /// The query heads of `h`'s key/value group (`h` alone without grouping).
+    pub fn kv_group(&self, h: usize) -> std::ops::Range<usize> {
+        let l = self.kv_leader(h);
+        l..l + self.kv_group_size()
+    }
+
+    /// Query heads per key/value head.
+    pub fn kv_group_size(&self) -> usize {
+        self.n_heads / self.n_kv_heads()
+    }
+
+    /// The key/value head query head `h` reads.
+    pub fn kv_head(&self, h: usize) -> usize {
+        h / self.kv_group_size()
+    }
+
+    /// Whether several query heads share one key/value head.
+    pub fn is_grouped(&self) -> bool {
+        self.n_kv_heads() != self.n_heads
+    }
+
+    /// The query head that names its key/value group's k and v inputs in ACDC's edge graph:
+    /// the group's first head. An edge into a group's k (v) input feeds every query head of the
+    /// group (see [`crate::graph::edges`]).
+    pub fn kv_leader(&self, h: usize) -> usize {
+        self.kv_head(h) * self.kv_group_size()
+    }
+
+    /// Whether layer `l` attends only within the sliding window.
+    pub fn is_sliding(&self, l: usize) -> bool {
+        self.arch.sliding_layers.get(l).copied().unwrap_or(false)
     }
 
     /// Read `config.json` in a model folder.
@@ -94,9 +219,13 @@ impl ModelConfig {
         match model_type.as_str() {
             "gpt2" => Self::gpt2(&get),
             "gpt_neox" => Self::neox(&get),
+            "llama" => super::family::decoder(&get, Family::Llama),
+            "qwen2" => super::family::decoder(&get, Family::Qwen2),
+            "gemma2" => super::family::decoder(&get, Family::Gemma2),
             other => Err(Error::input(format!(
-                "{}: unknown model_type '{other}'; circuitscope runs 'gpt2' (GPT-2) and \
-                 'gpt_neox' (GPT-NeoX / Pythia) models",
+                "{}: 'model_type' is '{other}', which circuitscope does not run; supported: \
+                 'gpt2' (GPT-2), 'gpt_neox' (GPT-NeoX / Pythia), 'llama' (Llama 1–3), 'qwen2' \
+                 (Qwen2 / Qwen2.5) and 'gemma2' (Gemma-2)",
                 path.display()
             ))),
         }
@@ -145,6 +274,7 @@ impl ModelConfig {
                 .opt_bool("scale_attn_by_inverse_layer_idx")?
                 .unwrap_or(false),
             bos_token_id: get.opt_usize("bos_token_id")?.map(|x| x as u32),
+            arch: Arch::default(),
         })
     }
 
@@ -200,50 +330,66 @@ impl ModelConfig {
             parallel_residual: get.opt_bool("use_parallel_residual")?.unwrap_or(true),
             scale_attn_by_inverse_layer_idx: false,
             bos_token_id: get.opt_usize("bos_token_id")?.map(|x| x as u32),
+            arch: Arch::default(),
         })
     }
 
     /// Parameters of the model (for reports).
     pub fn n_params(&self) -> usize {
         let d = self.d_model;
-        let attn = 4 * d * self.n_heads * self.d_head + 3 * self.n_heads * self.d_head + d;
-        let mlp = 2 * d * self.d_mlp + self.d_mlp + d;
+        let (qd, kvd) = (self.n_heads * self.d_head, self.n_kv_heads() * self.d_head);
+        let attn = 2 * d * qd + 2 * d * kvd + qd + 2 * kvd + d;
+        let gate = if self.arch.gated_mlp {
+            d * self.d_mlp
+        } else {
+            0
+        };
+        let mlp = 2 * d * self.d_mlp + gate + self.d_mlp + d;
         self.n_layers * (attn + mlp + 4 * d) + self.d_vocab * d
     }
 }
 
-struct Getter<'a> {
-    v: &'a Value,
-    path: &'a Path,
+/// Reads typed values from a parsed `config.json`, with errors naming the file and the key.
+pub(crate) struct Getter<'a> {
+    pub(crate) v: &'a Value,
+    pub(crate) path: &'a Path,
 }
 
 impl Getter<'_> {
-    fn missing(&self, key: &str) -> Error {
+    /// The error for a key whose value circuitscope does not support.
+    pub(crate) fn unsupported(&self, key: &str, got: &str, why: &str) -> Error {
         Error::input(format!(
-            "{}: missing key '{key}'; is this a Hugging Face config.json of a GPT-2 or GPT-NeoX model?",
+            "{}: '{key}' is {got}, which circuitscope does not support: {why}",
             self.path.display()
         ))
     }
-    fn bad(&self, key: &str, got: &str, want: &str) -> Error {
+    pub(crate) fn missing(&self, key: &str) -> Error {
+        Error::input(format!(
+            "{}: missing key '{key}'; is this a complete Hugging Face config.json (as written by \
+             save_pretrained)?",
+            self.path.display()
+        ))
+    }
+    pub(crate) fn bad(&self, key: &str, got: &str, want: &str) -> Error {
         Error::input(format!(
             "{}: '{key}' is {got}; expected {want}",
             self.path.display()
         ))
     }
-    fn str(&self, key: &str) -> Result<String> {
+    pub(crate) fn str(&self, key: &str) -> Result<String> {
         self.opt_str(key)?.ok_or_else(|| self.missing(key))
     }
-    fn opt_str(&self, key: &str) -> Result<Option<String>> {
+    pub(crate) fn opt_str(&self, key: &str) -> Result<Option<String>> {
         match self.v.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(other) => Err(self.bad(key, &other.to_string(), "a string")),
         }
     }
-    fn usize(&self, key: &str) -> Result<usize> {
+    pub(crate) fn usize(&self, key: &str) -> Result<usize> {
         self.opt_usize(key)?.ok_or_else(|| self.missing(key))
     }
-    fn opt_usize(&self, key: &str) -> Result<Option<usize>> {
+    pub(crate) fn opt_usize(&self, key: &str) -> Result<Option<usize>> {
         match self.v.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(x) => x
@@ -252,7 +398,7 @@ impl Getter<'_> {
                 .ok_or_else(|| self.bad(key, &x.to_string(), "a non-negative integer")),
         }
     }
-    fn opt_f64(&self, key: &str) -> Result<Option<f64>> {
+    pub(crate) fn opt_f64(&self, key: &str) -> Result<Option<f64>> {
         match self.v.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(x) => x
@@ -261,7 +407,7 @@ impl Getter<'_> {
                 .ok_or_else(|| self.bad(key, &x.to_string(), "a number")),
         }
     }
-    fn opt_bool(&self, key: &str) -> Result<Option<bool>> {
+    pub(crate) fn opt_bool(&self, key: &str) -> Result<Option<bool>> {
         match self.v.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(x) => x
@@ -270,7 +416,7 @@ impl Getter<'_> {
                 .ok_or_else(|| self.bad(key, &x.to_string(), "true or false")),
         }
     }
-    fn head_dim(&self, d_model: usize, n_heads: usize) -> Result<usize> {
+    pub(crate) fn head_dim(&self, d_model: usize, n_heads: usize) -> Result<usize> {
         if n_heads == 0 || !d_model.is_multiple_of(n_heads) {
             return Err(Error::input(format!(
                 "{}: the model width {d_model} is not divisible by the number of heads {n_heads}",
@@ -309,8 +455,8 @@ mod tests {
 
     #[test]
     fn errors_name_file_and_key() {
-        let e = parse(r#"{"model_type":"llama"}"#).unwrap_err().to_string();
-        assert!(e.contains("config.json") && e.contains("llama"), "{e}");
+        let e = parse(r#"{"model_type":"mamba"}"#).unwrap_err().to_string();
+        assert!(e.contains("config.json") && e.contains("mamba"), "{e}");
         let e = parse(r#"{"model_type":"gpt2","n_embd":768}"#)
             .unwrap_err()
             .to_string();

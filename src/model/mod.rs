@@ -4,12 +4,16 @@
 //! composes: embedding, LayerNorm, one layer's attention heads, one MLP, the unembedding.
 
 pub mod config;
+mod decoder_weights;
+mod family;
 pub mod gpt2;
 pub mod random;
 pub mod resolve;
+pub mod rotary;
+pub mod source;
 pub mod weights;
 
-pub use config::{Activation, Family, ModelConfig};
+pub use config::{Activation, Arch, Family, ModelConfig, NormKind, RopeScaling};
 pub use weights::{BlockWeights, TensorSource, Weights};
 
 use crate::error::{Error, Result};
@@ -74,7 +78,11 @@ impl Model {
     /// Build a model from weights in memory.
     pub fn from_weights(cfg: ModelConfig, w: Weights, dtype: DType) -> Result<Self> {
         let rotary = if cfg.rotary_dim > 0 {
-            Some(rotary_tables(&cfg, dtype)?)
+            Some(rotary::tables(
+                &cfg,
+                dtype,
+                cfg.n_ctx.min(rotary::TABLE_POSITIONS),
+            )?)
         } else {
             None
         };
@@ -130,11 +138,15 @@ impl Model {
     /// Token embedding and positional embedding (GPT-2), each `[batch, pos, d_model]`.
     pub fn embed(&self, tokens: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
         let (b, p) = tokens.dims2()?;
-        let e = self
+        let mut e = self
             .w
             .w_e
             .index_select(&tokens.flatten_all()?, 0)?
             .reshape((b, p, self.cfg.d_model))?;
+        if self.cfg.arch.embed_scale {
+            // Gemma: × √d_model, rounded to the compute dtype first as Hugging Face does.
+            e = (e * (self.cfg.d_model as f64).sqrt())?;
+        }
         let pos = match &self.w.w_pos {
             Some(w_pos) => Some(
                 w_pos
@@ -148,9 +160,14 @@ impl Model {
         Ok((e, pos))
     }
 
-    /// LayerNorm over the last dimension. Returns (output, scale) with TransformerLens's
-    /// `hook_scale` = sqrt(var + eps). Built from differentiable operations.
+    /// The model's norm over the last dimension: LayerNorm, or RMSNorm for the Llama-style
+    /// families (then `b` is ignored). Returns (output, scale) with TransformerLens's
+    /// `hook_scale` = √(var + ε) (LayerNorm) or √(mean x² + ε) (RMSNorm). Built from
+    /// differentiable operations.
     pub fn layer_norm(&self, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<(Tensor, Tensor)> {
+        if self.cfg.arch.norm == NormKind::RmsNorm {
+            return self.rms_norm(x, w);
+        }
         let mean = x.mean_keepdim(D::Minus1)?;
         let xc = x.broadcast_sub(&mean)?;
         let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
@@ -162,8 +179,21 @@ impl Model {
         Ok((y, scale))
     }
 
-    /// One layer's queries, keys and values (before rotary) from its inputs (before LayerNorm):
-    /// `(q, k, v, [ln scale of q, k, v inputs])`, each of q, k, v `[batch, pos, n_heads, d_head]`.
+    /// RMSNorm `x / √(mean x² + ε) · w` over the last dimension; returns (output, scale).
+    pub fn rms_norm(&self, x: &Tensor, w: &Tensor) -> Result<(Tensor, Tensor)> {
+        let scale = (x.sqr()?.mean_keepdim(D::Minus1)? + self.cfg.eps)?.sqrt()?;
+        Ok((x.broadcast_div(&scale)?.broadcast_mul(w)?, scale))
+    }
+
+    /// One layer's queries, keys and values (before rotary) from its inputs (before the norm):
+    /// `(q, k, v, [norm scale of q, k, v inputs])`, each of q, k, v `[batch, pos, n_heads,
+    /// d_head]`.
+    ///
+    /// With grouped-query attention, keys and values are computed once per key/value head and
+    /// repeated for its query heads (TransformerLens's ungrouped `hook_k` / `hook_v`); given
+    /// one input per query head (a patched or hooked `hook_k_input`), each query head computes
+    /// its own keys and values with its group's weights, as TransformerLens's
+    /// `ungroup_grouped_query_attention` does.
     pub fn qkv(
         &self,
         layer: usize,
@@ -172,7 +202,7 @@ impl Model {
         v_in: &HeadInput,
     ) -> Result<(Tensor, Tensor, Tensor, [Tensor; 3])> {
         let blk = &self.w.blocks[layer];
-        let (h, dh) = (self.cfg.n_heads, self.cfg.d_head);
+        let (h, kv, dh) = (self.cfg.n_heads, self.cfg.n_kv_heads(), self.cfg.d_head);
         if let (HeadInput::Shared(x), HeadInput::Shared(y), HeadInput::Shared(z)) =
             (q_in, k_in, v_in)
         {
@@ -183,40 +213,48 @@ impl Model {
                     .reshape((b * p, d))?
                     .matmul(&blk.w_qkv)?
                     .broadcast_add(&blk.b_qkv)?;
-                let part = |i: usize| -> Result<Tensor> {
-                    Ok(qkv.narrow(1, i * h * dh, h * dh)?.reshape((b, p, h, dh))?)
+                let part = |start: usize, n: usize| -> Result<Tensor> {
+                    Ok(qkv.narrow(1, start * dh, n * dh)?.reshape((b, p, n, dh))?)
                 };
-                return Ok((
-                    part(0)?,
-                    part(1)?,
-                    part(2)?,
-                    [scale.clone(), scale.clone(), scale],
-                ));
+                let k = self.ungroup(&part(h, kv)?)?;
+                let v = self.ungroup(&part(h + kv, kv)?)?;
+                return Ok((part(0, h)?, k, v, [scale.clone(), scale.clone(), scale]));
             }
         }
         let one = |inp: &HeadInput, w: &Tensor, bias: &Tensor| -> Result<(Tensor, Tensor)> {
+            let n = w.dim(0)?;
             match inp {
                 HeadInput::Shared(x) => {
                     let (b, p, d) = x.dims3()?;
                     let (xn, scale) = self.layer_norm(x, &blk.ln1_w, &blk.ln1_b)?;
-                    let wf = w.permute((1, 0, 2))?.reshape((d, h * dh))?;
+                    let wf = w.permute((1, 0, 2))?.reshape((d, n * dh))?;
                     let y = xn
                         .reshape((b * p, d))?
                         .matmul(&wf)?
-                        .reshape((b, p, h, dh))?
+                        .reshape((b, p, n, dh))?
                         .broadcast_add(bias)?;
                     Ok((y, scale))
                 }
                 HeadInput::PerHead(x) => {
+                    // One input per query head: with grouped-query attention each query head
+                    // computes its own keys and values from its group's weights
+                    // (TransformerLens's ungrouped W_K, W_V).
+                    let (w, bias) = if n < h {
+                        let groups: Vec<u32> = (0..h).map(|q| self.cfg.kv_head(q) as u32).collect();
+                        let idx = Tensor::from_vec(groups, h, x.device())?;
+                        (w.index_select(&idx, 0)?, bias.index_select(&idx, 0)?)
+                    } else {
+                        (w.clone(), bias.clone())
+                    };
                     let (b, p, _, d) = x.dims4()?;
                     let (xn, scale) = self.layer_norm(x, &blk.ln1_w, &blk.ln1_b)?;
                     let y = xn
                         .permute((2, 0, 1, 3))?
                         .reshape((h, b * p, d))?
-                        .matmul(w)?
+                        .matmul(&w)?
                         .reshape((h, b, p, dh))?
                         .permute((1, 2, 0, 3))?
-                        .broadcast_add(bias)?;
+                        .broadcast_add(&bias)?;
                     Ok((y, scale))
                 }
             }
@@ -224,13 +262,40 @@ impl Model {
         let (q, sq) = one(q_in, &blk.w_q, &blk.b_q)?;
         let (k, sk) = one(k_in, &blk.w_k, &blk.b_k)?;
         let (v, sv) = one(v_in, &blk.w_v, &blk.b_v)?;
-        Ok((q, k, v, [sq, sk, sv]))
+        let full = |t: Tensor| -> Result<Tensor> {
+            if t.dim(2)? < h {
+                self.ungroup(&t)
+            } else {
+                Ok(t)
+            }
+        };
+        Ok((q, full(k)?, full(v)?, [sq, sk, sv]))
+    }
+
+    /// Repeat `[batch, pos, n_kv_heads, d]` per query head: `[batch, pos, n_heads, d]`
+    /// (head `h` gets key/value head `h / group size`); the identity without grouping.
+    pub fn ungroup(&self, t: &Tensor) -> Result<Tensor> {
+        if !self.cfg.is_grouped() {
+            return Ok(t.clone());
+        }
+        let (b, p, kv, d) = t.dims4()?;
+        let r = self.cfg.kv_group_size();
+        Ok(t.unsqueeze(3)?
+            .broadcast_as((b, p, kv, r, d))?
+            .reshape((b, p, kv * r, d))?)
     }
 
     /// The rotary embedding applied to queries or keys (identity for GPT-2).
     pub fn rotate(&self, x: &Tensor) -> Result<Tensor> {
         match &self.rotary {
-            Some((cos, sin)) => apply_rotary(x, cos, sin, self.cfg.rotary_dim),
+            Some((cos, sin)) if cos.dim(0)? >= x.dim(1)? => {
+                rotary::apply(x, cos, sin, self.cfg.rotary_dim)
+            }
+            // Longer than the precomputed table: compute one for this length.
+            Some(_) => {
+                let (cos, sin) = rotary::tables(&self.cfg, self.dtype, x.dim(1)?)?;
+                rotary::apply(x, &cos, &sin, self.cfg.rotary_dim)
+            }
             None => Ok(x.clone()),
         }
     }
@@ -240,17 +305,31 @@ impl Model {
         self.rotary.is_some()
     }
 
-    /// Masked attention scores `[batch, n_heads, q_pos, k_pos]` from (rotated) q and k.
+    /// Masked attention scores `[batch, n_heads, q_pos, k_pos]` from (rotated) q and k:
+    /// scaled by 1/√`d_head` (1/√`query_pre_attn_scalar` for Gemma-2), soft-capped where the
+    /// model soft-caps, then masked (causally, and outside the window in sliding layers).
     pub fn attn_scores(&self, layer: usize, q: &Tensor, k: &Tensor) -> Result<Tensor> {
         let p = q.dim(1)?;
-        let mut scale = (self.cfg.d_head as f64).sqrt();
+        let a = &self.cfg.arch;
+        let mut scale = if a.query_pre_attn_scalar > 0.0 {
+            a.query_pre_attn_scalar.sqrt()
+        } else {
+            (self.cfg.d_head as f64).sqrt()
+        };
         if self.cfg.scale_attn_by_inverse_layer_idx {
             scale *= (layer + 1) as f64;
         }
         let qh = q.permute((0, 2, 1, 3))?.contiguous()?; // [b, h, p, dh]
         let kt = k.permute((0, 2, 3, 1))?.contiguous()?; // [b, h, dh, p]
-        let scores = (qh.matmul(&kt)? / scale)?;
-        let mask = causal_mask(p, self.dtype, self.device())?;
+        let mut scores = (qh.matmul(&kt)? / scale)?;
+        if a.attn_softcap > 0.0 {
+            scores = soft_cap(&scores, a.attn_softcap)?;
+        }
+        let mask = if self.cfg.is_sliding(layer) {
+            sliding_mask(p, a.sliding_window, self.dtype, self.device())?
+        } else {
+            causal_mask(p, self.dtype, self.device())?
+        };
         Ok(scores.broadcast_add(&mask)?)
     }
 
@@ -260,26 +339,70 @@ impl Model {
         Ok(pattern.matmul(&vh)?.permute((0, 2, 1, 3))?.contiguous()?)
     }
 
-    /// The sum of all heads' outputs plus `b_O`: `[batch, pos, d_model]`.
+    /// The attention output added to the residual stream: all heads' outputs plus `b_O`
+    /// (Gemma-2: then the post-attention norm), `[batch, pos, d_model]`.
     pub fn attn_out(&self, layer: usize, z: &Tensor) -> Result<Tensor> {
         let blk = &self.w.blocks[layer];
         let (b, p, h, dh) = z.dims4()?;
-        Ok(z.reshape((b * p, h * dh))?
+        let out = z
+            .reshape((b * p, h * dh))?
             .matmul(&blk.w_o_flat)?
             .broadcast_add(&blk.b_o)?
-            .reshape((b, p, self.cfg.d_model))?)
+            .reshape((b, p, self.cfg.d_model))?;
+        match &blk.ln1_post_w {
+            Some(w) => Ok(self.rms_norm(&out, w)?.0),
+            None => Ok(out),
+        }
     }
 
-    /// One head's output (without `b_O`): `[batch, pos, d_model]`.
+    /// The attention output from `hook_result` (`[batch, pos, n_heads, d_model]`): their sum
+    /// plus `b_O`, then the post-attention norm where the model has one.
+    pub fn attn_out_from_results(&self, layer: usize, results: &Tensor) -> Result<Tensor> {
+        let blk = &self.w.blocks[layer];
+        let out = results.sum(2)?.broadcast_add(&blk.b_o)?;
+        match &blk.ln1_post_w {
+            Some(w) => Ok(self.rms_norm(&out, w)?.0),
+            None => Ok(out),
+        }
+    }
+
+    /// The factor Gemma-2's post-attention norm multiplies this run's attention output by,
+    /// `w / √(mean a² + ε)` with `a` the sum of all heads' outputs, `[batch, pos, d_model]`;
+    /// `None` without a post-attention norm.
+    pub fn attn_post_factor(&self, layer: usize, z: &Tensor) -> Result<Option<Tensor>> {
+        let blk = &self.w.blocks[layer];
+        let Some(w) = &blk.ln1_post_w else {
+            return Ok(None);
+        };
+        let (b, p, h, dh) = z.dims4()?;
+        let a = z
+            .reshape((b * p, h * dh))?
+            .matmul(&blk.w_o_flat)?
+            .reshape((b, p, self.cfg.d_model))?;
+        let scale = (a.sqr()?.mean_keepdim(D::Minus1)? + self.cfg.eps)?.sqrt()?;
+        Ok(Some(w.broadcast_div(&scale)?))
+    }
+
+    /// One head's output as a sender (without `b_O`): `[batch, pos, d_model]`.
+    ///
+    /// With a post-attention norm (Gemma-2), which is not linear in the heads, a head's output
+    /// is its `hook_result` times the norm's factor computed from the whole attention output of
+    /// the run `z` comes from ([`Model::attn_post_factor`]): the heads' outputs then sum exactly
+    /// to the normed attention output of that run, which is what patching an edge swaps.
     pub fn head_result(&self, layer: usize, head: usize, z: &Tensor) -> Result<Tensor> {
         let blk = &self.w.blocks[layer];
         let (b, p, _, dh) = z.dims4()?;
         let zh = z.narrow(2, head, 1)?.reshape((b * p, dh))?;
         let w = blk.w_o.narrow(0, head, 1)?.squeeze(0)?;
-        Ok(zh.matmul(&w)?.reshape((b, p, self.cfg.d_model))?)
+        let r = zh.matmul(&w)?.reshape((b, p, self.cfg.d_model))?;
+        match self.attn_post_factor(layer, z)? {
+            Some(f) => Ok((r * f)?),
+            None => Ok(r),
+        }
     }
 
-    /// All heads' outputs (without `b_O`): `[batch, pos, n_heads, d_model]`.
+    /// All heads' outputs (without `b_O`), TransformerLens's `hook_result`: `[batch, pos,
+    /// n_heads, d_model]` (before any post-attention norm).
     pub fn head_results(&self, layer: usize, z: &Tensor) -> Result<Tensor> {
         let blk = &self.w.blocks[layer];
         let (b, p, h, dh) = z.dims4()?;
@@ -292,22 +415,53 @@ impl Model {
             .contiguous()?)
     }
 
-    /// An MLP's pre-activation from its input (before LayerNorm): `(hook_pre, ln2 scale)`.
-    pub fn mlp_pre(&self, layer: usize, x: &Tensor) -> Result<(Tensor, Tensor)> {
+    /// An MLP's norm on its input: `(normalised, ln2 scale)`.
+    pub fn mlp_norm(&self, layer: usize, x: &Tensor) -> Result<(Tensor, Tensor)> {
         let blk = &self.w.blocks[layer];
-        let (w_in, b_in) = match (&blk.w_in, &blk.b_in) {
-            (Some(w), Some(b)) => (w, b),
-            _ => return Err(Error::input("this model has no MLPs")),
-        };
-        let (xn, scale) = self.layer_norm(x, &blk.ln2_w, &blk.ln2_b)?;
-        Ok((xn.broadcast_matmul(w_in)?.broadcast_add(b_in)?, scale))
+        self.layer_norm(x, &blk.ln2_w, &blk.ln2_b)
     }
 
-    /// One whole MLP on its input (before LayerNorm): `hook_mlp_out` (the evaluator runs the
+    /// An MLP's pre-activation from its input (before the norm): `(hook_pre, ln2 scale)`.
+    pub fn mlp_pre(&self, layer: usize, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (xn, scale) = self.mlp_norm(layer, x)?;
+        Ok((self.mlp_pre_normed(layer, &xn)?, scale))
+    }
+
+    /// One whole MLP on its input (before the norm): `hook_mlp_out` (the evaluator runs the
     /// same pieces with hooks between them).
     pub fn mlp(&self, layer: usize, x: &Tensor) -> Result<Tensor> {
-        let (pre, _) = self.mlp_pre(layer, x)?;
-        self.mlp_out_from_post(layer, &self.mlp_act(&pre)?)
+        let (xn, _) = self.mlp_norm(layer, x)?;
+        let pre = self.mlp_pre_normed(layer, &xn)?;
+        let post = match self.mlp_pre_linear(layer, &xn)? {
+            Some(lin) => self.mlp_gated(&pre, &lin)?,
+            None => self.mlp_act(&pre)?,
+        };
+        self.mlp_out_from_post(layer, &post)
+    }
+
+    /// `hook_pre` from the normed MLP input: `x W_in + b_in`, or the gate `x W_gate` of a gated
+    /// MLP (TransformerLens's `GatedMLP`).
+    pub fn mlp_pre_normed(&self, layer: usize, xn: &Tensor) -> Result<Tensor> {
+        let blk = &self.w.blocks[layer];
+        if let Some(g) = &blk.w_gate {
+            return Ok(xn.broadcast_matmul(g)?);
+        }
+        match (&blk.w_in, &blk.b_in) {
+            (Some(w), Some(b)) => Ok(xn.broadcast_matmul(w)?.broadcast_add(b)?),
+            _ => Err(Error::input("this model has no MLPs")),
+        }
+    }
+
+    /// `hook_pre_linear` of a gated MLP: `x W_in + b_in` (`None` for an ungated MLP).
+    pub fn mlp_pre_linear(&self, layer: usize, xn: &Tensor) -> Result<Option<Tensor>> {
+        let blk = &self.w.blocks[layer];
+        if blk.w_gate.is_none() {
+            return Ok(None);
+        }
+        match (&blk.w_in, &blk.b_in) {
+            (Some(w), Some(b)) => Ok(Some(xn.broadcast_matmul(w)?.broadcast_add(b)?)),
+            _ => Err(Error::input("this model has no MLPs")),
+        }
     }
 
     /// The MLP activation function applied to `hook_pre`.
@@ -316,15 +470,26 @@ impl Model {
             Activation::GeluNew => gelu_new(pre)?,
             Activation::Gelu => pre.gelu_erf()?,
             Activation::Relu => pre.relu()?,
+            Activation::Silu => pre.silu()?,
         })
     }
 
-    /// The MLP output from `hook_post`.
+    /// A gated MLP's `hook_post`: `act(pre) ⊙ pre_linear` (SwiGLU, GeGLU).
+    pub fn mlp_gated(&self, pre: &Tensor, pre_linear: &Tensor) -> Result<Tensor> {
+        Ok((self.mlp_act(pre)? * pre_linear)?)
+    }
+
+    /// The MLP output added to the residual stream, from `hook_post` (Gemma-2: after the
+    /// post-feedforward norm).
     pub fn mlp_out_from_post(&self, layer: usize, post: &Tensor) -> Result<Tensor> {
         let blk = &self.w.blocks[layer];
-        match (&blk.w_out, &blk.b_out) {
-            (Some(w), Some(b)) => Ok(post.broadcast_matmul(w)?.broadcast_add(b)?),
-            _ => Err(Error::input("this model has no MLPs")),
+        let out = match (&blk.w_out, &blk.b_out) {
+            (Some(w), Some(b)) => post.broadcast_matmul(w)?.broadcast_add(b)?,
+            _ => return Err(Error::input("this model has no MLPs")),
+        };
+        match &blk.ln2_post_w {
+            Some(w) => Ok(self.rms_norm(&out, w)?.0),
+            None => Ok(out),
         }
     }
 
@@ -337,17 +502,42 @@ impl Model {
     /// Final LayerNorm and unembedding of residuals: `(logits, ln_final scale)`.
     pub fn unembed(&self, resid: &Tensor) -> Result<(Tensor, Tensor)> {
         let (xn, scale) = self.final_norm(resid)?;
-        Ok((self.unembed_normed(&xn)?, scale))
+        let logits = self.unembed_normed(&xn)?;
+        Ok((self.cap_logits(&logits)?, scale))
     }
 
-    /// The unembedding of final-LayerNorm outputs (`unembed.hook_in`): the logits.
+    /// `unembed.hook_out` from `unembed.hook_in`: `x W_U + b_U` (before any final soft-cap).
     pub fn unembed_normed(&self, xn: &Tensor) -> Result<Tensor> {
-        let logits = xn.broadcast_matmul(&self.w.w_u)?;
-        Ok(match &self.w.b_u {
-            Some(b) => logits.broadcast_add(b)?,
-            None => logits,
-        })
+        let mut logits = if self.w.w_u.is_contiguous() {
+            xn.broadcast_matmul(&self.w.w_u)?
+        } else {
+            // A tied unembedding is a transposed view of the embedding: multiply as a matrix.
+            let d = self.cfg.d_model;
+            let mut dims = xn.dims().to_vec();
+            let rows = xn.elem_count() / d;
+            let out = xn.reshape((rows, d))?.matmul(&self.w.w_u)?;
+            *dims.last_mut().expect("at least one dim") = self.cfg.d_vocab;
+            out.reshape(dims)?
+        };
+        if let Some(b) = &self.w.b_u {
+            logits = logits.broadcast_add(b)?;
+        }
+        Ok(logits)
     }
+
+    /// The final logits from `unembed.hook_out`: Gemma-2's `cap · tanh(logits / cap)`, else
+    /// unchanged.
+    pub fn cap_logits(&self, logits: &Tensor) -> Result<Tensor> {
+        match self.cfg.arch.final_softcap {
+            c if c > 0.0 => soft_cap(logits, c),
+            _ => Ok(logits.clone()),
+        }
+    }
+}
+
+/// Soft-capping `cap · tanh(x / cap)`.
+pub fn soft_cap(x: &Tensor, cap: f64) -> Result<Tensor> {
+    Ok(((x / cap)?.tanh()? * cap)?)
 }
 
 /// GPT-2's `gelu_new`, written as x·σ(2u) with u = √(2/π)(x + 0.044715x³).
@@ -381,51 +571,18 @@ pub fn causal_mask(p: usize, dtype: DType, dev: &Device) -> Result<Tensor> {
     Ok(Tensor::from_vec(v, (p, p), dev)?.to_dtype(dtype)?)
 }
 
-fn rotary_tables(cfg: &ModelConfig, dtype: DType) -> Result<(Tensor, Tensor)> {
-    let rd = cfg.rotary_dim;
-    let half = rd / 2;
-    let mut cos = Vec::with_capacity(cfg.n_ctx * rd);
-    let mut sin = Vec::with_capacity(cfg.n_ctx * rd);
-    for pos in 0..cfg.n_ctx {
-        for j in 0..rd {
-            let i = j % half;
-            // inv_freq as Hugging Face computes it: in f32 for f32 models.
-            let inv = if dtype == DType::F32 {
-                let e = (2 * i) as f32 / rd as f32;
-                (1.0f32 / (cfg.rotary_base as f32).powf(e)) as f64
+/// `[p, p]` additive mask of a sliding-window layer: key `j` is visible from query `i` when
+/// `i − window < j ≤ i` (Hugging Face's and TransformerLens's rule), −∞ elsewhere.
+pub fn sliding_mask(p: usize, window: usize, dtype: DType, dev: &Device) -> Result<Tensor> {
+    let v: Vec<f64> = (0..p * p)
+        .map(|n| {
+            let (i, j) = (n / p, n % p);
+            if j > i || i - j >= window {
+                f64::NEG_INFINITY
             } else {
-                1.0 / cfg.rotary_base.powf((2 * i) as f64 / rd as f64)
-            };
-            let angle = if dtype == DType::F32 {
-                (pos as f32 * inv as f32) as f64
-            } else {
-                pos as f64 * inv
-            };
-            cos.push(angle.cos());
-            sin.push(angle.sin());
-        }
-    }
-    let dev = Device::Cpu;
-    Ok((
-        Tensor::from_vec(cos, (cfg.n_ctx, rd), &dev)?.to_dtype(dtype)?,
-        Tensor::from_vec(sin, (cfg.n_ctx, rd), &dev)?.to_dtype(dtype)?,
-    ))
-}
-
-/// Rotary embedding (GPT-NeoX "rotate half" layout) on the first `rd` dims of `[b, p, h, dh]`.
-fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor, rd: usize) -> Result<Tensor> {
-    let (_, p, _, dh) = x.dims4()?;
-    let half = rd / 2;
-    let cos = cos.narrow(0, 0, p)?.unsqueeze(1)?; // [p, 1, rd]
-    let sin = sin.narrow(0, 0, p)?.unsqueeze(1)?;
-    let xr = x.narrow(3, 0, rd)?;
-    let x1 = xr.narrow(3, 0, half)?;
-    let x2 = xr.narrow(3, half, half)?;
-    let rotated = Tensor::cat(&[&x2.neg()?, &x1], 3)?;
-    let out = (xr.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?)?;
-    if rd == dh {
-        Ok(out)
-    } else {
-        Ok(Tensor::cat(&[&out, &x.narrow(3, rd, dh - rd)?], 3)?)
-    }
+                0.0
+            }
+        })
+        .collect();
+    Ok(Tensor::from_vec(v, (p, p), dev)?.to_dtype(dtype)?)
 }

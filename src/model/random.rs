@@ -30,6 +30,7 @@ pub fn gpt2_config(n_layers: usize, d_model: usize, n_heads: usize, d_vocab: usi
         parallel_residual: false,
         scale_attn_by_inverse_layer_idx: false,
         bos_token_id: None,
+        arch: Default::default(),
     }
 }
 
@@ -90,7 +91,7 @@ pub fn random_weights(cfg: &ModelConfig, seed: u64, dtype: DType) -> Result<Weig
     Ok(Weights {
         w_pos: match cfg.family {
             Family::Gpt2 => Some(normal(&[cfg.n_ctx, d], 0.0, 0.01)?),
-            Family::NeoX => None,
+            _ => None,
         },
         w_e,
         blocks,

@@ -4,10 +4,9 @@
 //! d_model]`, `W_in: [d_model, d_mlp]`, `W_U: [d_model, d_vocab]`.
 
 use super::config::{Family, ModelConfig};
+pub use super::source::TensorSource;
 use crate::error::{Error, Result};
-use candle_core::{DType, Device, Tensor};
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use candle_core::{DType, Tensor};
 
 /// One transformer block's weights.
 #[derive(Debug, Clone)]
@@ -22,23 +21,24 @@ pub struct BlockWeights {
     pub ln2_b: Tensor,
     /// Query weights `[n_heads, d_model, d_head]`.
     pub w_q: Tensor,
-    /// Key weights.
+    /// Key weights `[n_kv_heads, d_model, d_head]` (TransformerLens's `_W_K`).
     pub w_k: Tensor,
-    /// Value weights.
+    /// Value weights `[n_kv_heads, d_model, d_head]`.
     pub w_v: Tensor,
     /// Query bias `[n_heads, d_head]`.
     pub b_q: Tensor,
-    /// Key bias.
+    /// Key bias `[n_kv_heads, d_head]`.
     pub b_k: Tensor,
-    /// Value bias.
+    /// Value bias `[n_kv_heads, d_head]`.
     pub b_v: Tensor,
     /// Output weights `[n_heads, d_head, d_model]`.
     pub w_o: Tensor,
     /// Output bias `[d_model]`.
     pub b_o: Tensor,
-    /// Q, K and V of all heads fused, `[d_model, 3 · n_heads · d_head]` (for the shared-input path).
+    /// Q, K and V of all heads fused, `[d_model, (n_heads + 2 · n_kv_heads) · d_head]` (for
+    /// the shared-input path).
     pub w_qkv: Tensor,
-    /// Fused bias `[3 · n_heads · d_head]`.
+    /// Fused bias `[(n_heads + 2 · n_kv_heads) · d_head]`.
     pub b_qkv: Tensor,
     /// `W_O` flattened to `[n_heads · d_head, d_model]`.
     pub w_o_flat: Tensor,
@@ -50,6 +50,12 @@ pub struct BlockWeights {
     pub w_out: Option<Tensor>,
     /// MLP output bias `[d_model]`.
     pub b_out: Option<Tensor>,
+    /// Gate weights of a gated MLP `[d_model, d_mlp]` (TransformerLens's `W_gate`).
+    pub w_gate: Option<Tensor>,
+    /// Norm after attention (Gemma-2's `post_attention_layernorm`, `1 + w` folded), `[d_model]`.
+    pub ln1_post_w: Option<Tensor>,
+    /// Norm after the MLP (Gemma-2's `post_feedforward_layernorm`, `1 + w` folded).
+    pub ln2_post_w: Option<Tensor>,
 }
 
 /// All weights of a model.
@@ -71,99 +77,6 @@ pub struct Weights {
     pub b_u: Option<Tensor>,
 }
 
-/// Raw tensors by name, with the file they came from for error messages.
-pub struct TensorSource {
-    tensors: HashMap<String, Tensor>,
-    origin: PathBuf,
-}
-
-impl TensorSource {
-    /// Read `model.safetensors`, or every shard named in `model.safetensors.index.json`.
-    pub fn from_dir(dir: &Path) -> Result<Self> {
-        let single = dir.join("model.safetensors");
-        let index = dir.join("model.safetensors.index.json");
-        let files: Vec<PathBuf> = if single.is_file() {
-            vec![single.clone()]
-        } else if index.is_file() {
-            let text = crate::error::read_to_string(&index)?;
-            let v: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| Error::input(format!("{}: malformed JSON: {e}", index.display())))?;
-            let map = v
-                .get("weight_map")
-                .and_then(|m| m.as_object())
-                .ok_or_else(|| {
-                    Error::input(format!("{}: no 'weight_map' object", index.display()))
-                })?;
-            let mut shards: Vec<String> = map
-                .values()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect();
-            shards.sort();
-            shards.dedup();
-            shards.into_iter().map(|s| dir.join(s)).collect()
-        } else if dir.join("pytorch_model.bin").is_file() {
-            return Err(Error::input(format!(
-                "{}: only pytorch_model.bin found; convert it to safetensors with \
-                 `python scripts/convert_bin.py {}` (needs torch)",
-                dir.display(),
-                dir.display()
-            )));
-        } else {
-            return Err(Error::input(format!(
-                "{}: no model.safetensors (nor model.safetensors.index.json with shards); \
-                 save the model with save_pretrained(..., safe_serialization=True)",
-                dir.display()
-            )));
-        };
-        let mut tensors = HashMap::new();
-        for f in &files {
-            let loaded = candle_core::safetensors::load(f, &Device::Cpu).map_err(|e| {
-                Error::input(format!("{}: cannot read safetensors: {e}", f.display()))
-            })?;
-            tensors.extend(loaded);
-        }
-        let origin = if files.len() == 1 { single } else { index };
-        Ok(TensorSource { tensors, origin })
-    }
-
-    /// Wrap tensors already in memory (used by the trainer and builders).
-    pub fn from_map(tensors: HashMap<String, Tensor>, origin: impl Into<PathBuf>) -> Self {
-        TensorSource {
-            tensors,
-            origin: origin.into(),
-        }
-    }
-
-    /// Find a tensor under any of the given names; check its shape; convert to `dtype`.
-    fn get(&self, names: &[String], shape: &[usize], dtype: DType) -> Result<Tensor> {
-        for n in names {
-            if let Some(t) = self.tensors.get(n) {
-                if t.dims() != shape {
-                    return Err(Error::input(format!(
-                        "{}: tensor '{n}' has shape {:?} but config.json implies {:?}; the \
-                         weights do not belong to this config",
-                        self.origin.display(),
-                        t.dims(),
-                        shape
-                    )));
-                }
-                return Ok(t.to_dtype(dtype)?);
-            }
-        }
-        Err(Error::input(format!(
-            "{}: missing tensor '{}' (shape {:?}); the file does not hold a complete model of \
-             the family config.json names",
-            self.origin.display(),
-            names[0],
-            shape
-        )))
-    }
-
-    fn has(&self, name: &str) -> bool {
-        self.tensors.contains_key(name)
-    }
-}
-
 /// Candidate names: with and without the model prefix (`transformer.` / `gpt_neox.`).
 fn names(prefix: &str, rest: &str) -> Vec<String> {
     vec![format!("{prefix}{rest}"), rest.to_string()]
@@ -175,6 +88,9 @@ impl Weights {
         match cfg.family {
             Family::Gpt2 => Self::gpt2(src, cfg, dtype),
             Family::NeoX => Self::neox(src, cfg, dtype),
+            Family::Llama | Family::Qwen2 | Family::Gemma2 => {
+                super::decoder_weights::load(src, cfg, dtype)
+            }
         }
     }
 
@@ -319,8 +235,10 @@ impl BlockWeights {
         mlp: [Option<Tensor>; 4],
     ) -> Result<Self> {
         let (h, d, dh) = w_qkv[0].dims3()?;
-        let flat =
-            |t: &Tensor| -> Result<Tensor> { Ok(t.permute((1, 0, 2))?.reshape((d, h * dh))?) };
+        let flat = |t: &Tensor| -> Result<Tensor> {
+            let (n, d, dh) = t.dims3()?;
+            Ok(t.permute((1, 0, 2))?.reshape((d, n * dh))?)
+        };
         let fused_w = Tensor::cat(&[flat(&w_qkv[0])?, flat(&w_qkv[1])?, flat(&w_qkv[2])?], 1)?
             .contiguous()?;
         let fused_b = Tensor::cat(
@@ -357,6 +275,22 @@ impl BlockWeights {
             b_in,
             w_out,
             b_out,
+            w_gate: None,
+            ln1_post_w: None,
+            ln2_post_w: None,
         })
+    }
+
+    /// Add a gated MLP's gate weights `[d_model, d_mlp]`.
+    pub fn with_gate(mut self, w_gate: Tensor) -> Self {
+        self.w_gate = Some(w_gate);
+        self
+    }
+
+    /// Add Gemma-2's norms after attention and after the MLP (scales, `1 + w` folded).
+    pub fn with_post_norms(mut self, attn: Tensor, mlp: Tensor) -> Self {
+        self.ln1_post_w = Some(attn);
+        self.ln2_post_w = Some(mlp);
+        self
     }
 }

@@ -27,6 +27,7 @@ pub fn gpt2_config_json(cfg: &ModelConfig, bos: u32) -> String {
         Activation::GeluNew => "gelu_new",
         Activation::Gelu => "gelu",
         Activation::Relu => "relu",
+        Activation::Silu => "silu",
     };
     let v = serde_json::json!({
         "architectures": ["GPT2LMHeadModel"],

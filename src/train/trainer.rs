@@ -8,7 +8,7 @@ use super::ioi::{self, derive_seed, IoiMetrics, IoiTask, Split};
 use super::params::Gpt2Params;
 use crate::error::{read_to_string, write_atomic, Error, Result};
 use crate::experiment::hash::sha256_hex;
-use crate::model::Model;
+use crate::model::{Model, ModelConfig};
 use candle_core::{backprop::GradStore, DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -219,40 +219,14 @@ pub fn train(
     };
     let t0 = Instant::now();
     for step in start..cfg.steps {
-        let ds = task.sample(
-            Split::Train,
-            cfg.batch,
-            derive_seed(cfg.seed, "batch", step as u64),
-            None,
-        )?;
-        let (loss, grads) = loss_and_grads(&params, &ds, cfg.micro_batch)?;
-        let norm = AdamW::grad_norm(&params.params, &grads)?;
-        let scale = if cfg.grad_clip > 0.0 && norm > cfg.grad_clip {
-            cfg.grad_clip / norm
-        } else {
-            1.0
-        };
-        let lr = cfg.lr_at(step);
-        opt.step(&mut params.params, &grads, lr, scale)?;
-        if !loss.is_finite() {
-            return Err(Error::input(format!(
-                "the loss became {loss} at step {}; lower the learning rate",
-                step + 1
-            )));
-        }
-        let row = LogRow {
-            step: step + 1,
-            lr,
-            loss,
-            grad_norm: norm,
-        };
+        let row = train_step(cfg, &task, &mut params, &mut opt, step)?;
         log.push(row);
         on_step(&StepInfo {
-            step: step + 1,
+            step: row.step,
             steps: cfg.steps,
-            loss,
-            lr,
-            grad_norm: norm,
+            loss: row.loss,
+            lr: row.lr,
+            grad_norm: row.grad_norm,
         });
         if let Some(probe) = &probe {
             if (step + 1) % cfg.eval_every == 0 || step + 1 == cfg.steps {
@@ -273,16 +247,85 @@ pub fn train(
             write_checkpoint(out, cfg, &params, &opt, step + 1, &log, &evals)?;
         }
     }
-    let wall_s = t0.elapsed().as_secs_f64();
+    let run = Finished {
+        start,
+        log,
+        evals,
+        wall_s: t0.elapsed().as_secs_f64(),
+    };
+    finish(cfg, out, &task, &mcfg, &params, run)
+}
 
+/// One optimiser step on the batch of `step`: the loss, the gradient norm (clipped to
+/// `grad_clip`) and the learning rate, as a log row.
+fn train_step(
+    cfg: &TrainConfig,
+    task: &IoiTask,
+    params: &mut Gpt2Params,
+    opt: &mut AdamW,
+    step: usize,
+) -> Result<LogRow> {
+    let ds = task.sample(
+        Split::Train,
+        cfg.batch,
+        derive_seed(cfg.seed, "batch", step as u64),
+        None,
+    )?;
+    let (loss, grads) = loss_and_grads(params, &ds, cfg.micro_batch)?;
+    let norm = AdamW::grad_norm(&params.params, &grads)?;
+    let scale = if cfg.grad_clip > 0.0 && norm > cfg.grad_clip {
+        cfg.grad_clip / norm
+    } else {
+        1.0
+    };
+    let lr = cfg.lr_at(step);
+    opt.step(&mut params.params, &grads, lr, scale)?;
+    if !loss.is_finite() {
+        return Err(Error::input(format!(
+            "the loss became {loss} at step {}; lower the learning rate",
+            step + 1
+        )));
+    }
+    Ok(LogRow {
+        step: step + 1,
+        lr,
+        loss,
+        grad_norm: norm,
+    })
+}
+
+/// What the training loop hands to [`finish`].
+struct Finished {
+    start: usize,
+    log: Vec<LogRow>,
+    evals: Vec<EvalRow>,
+    wall_s: f64,
+}
+
+/// Write the model folder and its records (weights, metrics, logs, example tokens, MODEL.md)
+/// and remove the checkpoint.
+fn finish(
+    cfg: &TrainConfig,
+    out: &Path,
+    task: &IoiTask,
+    mcfg: &ModelConfig,
+    params: &Gpt2Params,
+    run: Finished,
+) -> Result<TrainOutcome> {
+    let Finished {
+        start,
+        log,
+        evals,
+        wall_s,
+    } = run;
     let tensors = params.tensors();
-    write_model_dir(out, &mcfg, &tensors, &task.tokenizer_json)?;
+    write_model_dir(out, mcfg, &tensors, &task.tokenizer_json)?;
     let weights_sha256 = sha256_hex(
         &std::fs::read(out.join("model.safetensors"))
             .map_err(|e| Error::io(out.join("model.safetensors"), e))?,
     );
     let model = Model::load(out, DType::F32)?;
-    let metrics = ioi::evaluate(&model, &task, cfg.eval.n, cfg.eval.seed)?;
+    let metrics = ioi::evaluate(&model, task, cfg.eval.n, cfg.eval.seed)?;
     let tail = &log[log.len().saturating_sub(50)..];
     let final_loss = tail.iter().map(|r| r.loss).sum::<f64>() / tail.len().max(1) as f64;
     let outcome = TrainOutcome {
@@ -320,7 +363,7 @@ pub fn train(
     write_atomic(out.join("metrics.json"), format!("{json}\n").as_bytes())?;
     write_atomic(
         out.join("MODEL.md"),
-        super::card::ioi_model_card(cfg, &mcfg, &task, &outcome).as_bytes(),
+        super::card::ioi_model_card(cfg, mcfg, task, &outcome).as_bytes(),
     )?;
     let ck = checkpoint_dir(out);
     if ck.is_dir() {

@@ -1,13 +1,15 @@
 //! `circuitscope ablate`: mean-ablate every head output except a circuit's heads at their
 //! positions; report faithfulness and completeness.
 
-use crate::inputs::{setup_facts, InputArgs, OutputArgs};
+use crate::inputs::{setup_facts, InputArgs, Loaded, OutputArgs};
 use anyhow::{bail, Result};
+use candle_core::Tensor;
 use circuitscope::analysis::ablation::template_groups;
-use circuitscope::analysis::{Axis, Circuit, MeanAblation, Sweep};
+use circuitscope::analysis::{AblationResult, Axis, Circuit, MeanAblation, Setup, Sweep};
 use circuitscope::data::{JsonlOptions, Side};
 use circuitscope::experiment::{padded_tensor, PAD};
 use circuitscope::graph::Node;
+use circuitscope::model::ModelConfig;
 use circuitscope::report::html::Report;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -57,11 +59,30 @@ pub fn run(a: &AblateArgs) -> Result<()> {
     } else {
         Circuit::parse(&a.circuit, &cfg)?
     };
+    let ks = parse_ks(&a.k, &circuit, &cfg)?;
+    let setup = loaded.setup(metric)?;
+    let groups = template_groups(&setup.ds);
+    let (means_tokens, means_groups) = means_source(a, &loaded, &setup, &groups)?;
+    let ma = MeanAblation::new(&setup, &means_tokens, &means_groups, &groups)?;
+    let res = ma.evaluate(&circuit, &ks)?;
+    print_result(&res);
+    let sweep = result_sweep(&res, &circuit)?;
+    let mut report = result_report(a, &setup, &circuit, &res);
+    report.sweep(&sweep);
+    a.output.write(&[("ablation", &sweep)], &mut report)
+}
+
+/// The `--k` head sets, each a subset of the circuit.
+fn parse_ks(
+    k_args: &[String],
+    circuit: &Circuit,
+    cfg: &ModelConfig,
+) -> Result<Vec<BTreeSet<(usize, usize)>>> {
     let mut ks = Vec::new();
-    for k in &a.k {
+    for k in k_args {
         let mut set = BTreeSet::new();
         for item in k.split(',').map(str::trim).filter(|x| !x.is_empty()) {
-            match Node::parse(item, &cfg)? {
+            match Node::parse(item, cfg)? {
                 Node::Head(l, h) => {
                     if !circuit.heads.contains_key(&(l, h)) {
                         bail!("--k {k}: {item} is not in the circuit; K must be a subset of it");
@@ -73,9 +94,18 @@ pub fn run(a: &AblateArgs) -> Result<()> {
         }
         ks.push(set);
     }
-    let setup = loaded.setup(metric)?;
-    let groups = template_groups(&setup.ds);
-    let (means_tokens, means_groups) = match &a.means_dataset {
+    Ok(ks)
+}
+
+/// The rows the means are taken over, with their groups: `--means-dataset`, or the corrupted
+/// rows.
+fn means_source(
+    a: &AblateArgs,
+    loaded: &Loaded,
+    setup: &Setup,
+    groups: &[String],
+) -> Result<(Tensor, Vec<String>)> {
+    Ok(match &a.means_dataset {
         Some(p) => {
             let tok = loaded.tok.as_ref().ok_or_else(|| {
                 anyhow::anyhow!("--means-dataset needs the model's tokenizer.json")
@@ -95,10 +125,12 @@ pub fn run(a: &AblateArgs) -> Result<()> {
             let tokens = padded_tensor(&loaded.model, &ds, Side::Clean, ds.max_len(), PAD)?;
             (tokens, g)
         }
-        None => (setup.corrupted_tokens.clone(), groups.clone()),
-    };
-    let ma = MeanAblation::new(&setup, &means_tokens, &means_groups, &groups)?;
-    let res = ma.evaluate(&circuit, &ks)?;
+        None => (setup.corrupted_tokens.clone(), groups.to_vec()),
+    })
+}
+
+/// Print faithfulness and completeness.
+fn print_result(res: &AblationResult) {
     println!(
         "F(M) {:.6}  F(C) {:.6}  F(C)/F(M) {:.4}  |F(C) − F(M)| {:.6}  F(nothing) {:.6}",
         res.model, res.circuit, res.faithfulness_ratio, res.faithfulness_gap, res.nothing
@@ -112,6 +144,10 @@ pub fn run(a: &AblateArgs) -> Result<()> {
             c.gap
         );
     }
+}
+
+/// The result as a one-axis sweep (for --out), with the result and the circuit as notes.
+fn result_sweep(res: &AblationResult, circuit: &Circuit) -> Result<Sweep> {
     let mut labels = vec![
         "F(M)".to_string(),
         "F(C)".into(),
@@ -132,7 +168,7 @@ pub fn run(a: &AblateArgs) -> Result<()> {
         vec![Axis::new("quantity", labels)],
     );
     sweep.values = values;
-    sweep.note("result", serde_json::to_value(&res)?);
+    sweep.note("result", serde_json::to_value(res)?);
     sweep.note(
         "circuit",
         serde_json::Value::from(
@@ -153,8 +189,13 @@ pub fn run(a: &AblateArgs) -> Result<()> {
                 .collect::<Vec<_>>(),
         ),
     );
+    Ok(sweep)
+}
+
+/// The HTML report: the setup, faithfulness and completeness.
+fn result_report(a: &AblateArgs, setup: &Setup, circuit: &Circuit, res: &AblationResult) -> Report {
     let mut report = Report::new("Mean-ablation circuit");
-    report.facts(&setup_facts(&setup, &a.input.model));
+    report.facts(&setup_facts(setup, &a.input.model));
     report.heading("Faithfulness");
     report.facts(&[
         ("heads in the circuit", circuit.heads.len().to_string()),
@@ -183,6 +224,5 @@ pub fn run(a: &AblateArgs) -> Result<()> {
             .collect();
         report.table(&["K", "F(C∖K)", "F(M∖K)", "|F(C∖K) − F(M∖K)|"], &rows);
     }
-    report.sweep(&sweep);
-    a.output.write(&[("ablation", &sweep)], &mut report)
+    report
 }
