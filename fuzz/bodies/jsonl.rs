@@ -23,7 +23,7 @@ pub fn run(data: &[u8]) -> bool {
     let opts = JsonlOptions {
         path: "fuzz.jsonl".into(),
         n: 0,
-        prepend_bos: data.len() % 2 == 0,
+        prepend_bos: data.len().is_multiple_of(2),
     };
     let Ok(ds) = parse(text, "fuzz.jsonl", &opts, tok()) else {
         return false;
