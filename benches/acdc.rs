@@ -1,31 +1,33 @@
-//! ACDC throughput: edges tested per second, fast path against the naive one (one full forward
-//! pass per edge with every removed edge patched and logits everywhere).
+//! ACDC sweep time against the reference implementation (`TLACDCExperiment`, float64, one
+//! thread), same data, τ and order, same kept edges.
 //!
-//! 1. A whole sweep on each toy model with its shipped config (`models/toy-ioi`,
-//!    `models/toy-induction`; the `tests/fixtures/gpt2-tiny` model with an induction task for
-//!    a toy that is not there).
+//! 1. Each shipped toy (`models/toy-ioi`, `models/toy-induction`) with its shipped config: a
+//!    whole sweep with `Checked` precision (float32 one-edge runs, float64 re-checks near τ:
+//!    the decisions of float64), with `F64` (one full patched run per edge, as before) and
+//!    with `F32`; the kept edges must be the same; then the reference on the same tokens.
 //! 2. A GPT-2-small-shaped model with random weights (12 layers × 12 heads, d_model 768,
-//!    vocabulary 50257; 20 prompts × 16 tokens), a bounded number of edges: a few edges into
-//!    receivers across the depth, at the start of a sweep (nothing removed) and late in one
-//!    (97% of the already-visited edges removed). The full-sweep estimate weights each layer's
-//!    cost per edge by its number of edges.
+//!    vocabulary 50257; 20 prompts × 16 tokens, KL, corrupted ablation, τ 0.01), written to a
+//!    model folder so that the reference loads the same weights: the first receivers of a
+//!    sweep, ours against the reference's over the same number of tested edges (time per
+//!    tested edge), and the process's peak resident memory (`VmHWM`) after each of our runs.
 //!
-//! Times are CPU seconds of this process (steadier than wall time on a shared machine); run
-//! with `RAYON_NUM_THREADS=1` to compare single-threaded work.
+//! Times are wall seconds of the sweep alone (set-up excluded), single-threaded
+//! (`RAYON_NUM_THREADS=1`, as the reference's `torch.set_num_threads(1)`); run on an otherwise
+//! idle machine. The reference runs when its checkout and Python are found: `ACDC_REFERENCE`
+//! (default `/tmp/acdc-ref`, a checkout of ArthurConmy/Automatic-Circuit-Discovery) and
+//! `ACDC_PYTHON` (default `~/.venvs/circuitscope/bin/python`); see `scripts/acdc_reference.py`.
 //!
 //! Run: `RAYON_NUM_THREADS=1 cargo bench --bench acdc` (`BENCH_GPT2=0` skips part 2;
-//! `BENCH_EDGES=K` edges per receiver, default 3).
+//! `BENCH_GPT2_EDGES=N` reference edges in part 2, default 160).
 
 use candle_core::DType;
-use circuitscope::acdc::{self, Config, Oracle, Prepared, Sweep, SweepState, Units};
+use circuitscope::acdc::{self, Config, Precision, Prepared, Sweep, SweepState};
 use circuitscope::data::{Dataset, Example, InductionOptions, TaskSpec};
-use circuitscope::graph::edges::parents;
-use circuitscope::graph::{Edge, Receiver};
 use circuitscope::metric::Metric;
 use circuitscope::model::{random, Model};
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[global_allocator]
@@ -35,92 +37,134 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// CPU seconds used by this process (user + system, all threads), from /proc/self/stat; the
-/// machine may be shared, so CPU time is steadier than wall time. `None` off Linux.
-fn cpu_seconds() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // Fields 14 and 15 of stat (utime, stime) are at 11 and 12 after the command name.
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
+/// The process's peak resident memory in MB (`VmHWM`), Linux only.
+fn peak_rss_mb() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
-/// Wall and CPU seconds of `f`.
-fn timed<T>(f: impl FnOnce() -> T) -> (T, f64, f64) {
-    let c0 = cpu_seconds().unwrap_or(0.0);
-    let t = Instant::now();
-    let out = f();
-    let wall = t.elapsed().as_secs_f64();
-    let cpu = cpu_seconds().map_or(wall, |c| c - c0);
-    (out, wall, cpu)
-}
-
-fn full_sweep(prep: &Prepared, naive: bool, batch: usize) -> (f64, usize, SweepState) {
-    let mut opts = prep.sweep_options();
-    opts.batch = batch;
-    let sweep = Sweep::new(&prep.model.cfg, opts);
+/// Sweep `prep` for at most `max_tested` tested edges (whole receivers); wall seconds, tested
+/// edges, state, float64 re-evaluations.
+fn sweep(prep: &Prepared, max_tested: Option<usize>) -> (f64, usize, SweepState, u64) {
+    let sweep = Sweep::new(&prep.model.cfg, prep.sweep_options());
     let mut ev = prep.evaluator().unwrap();
-    ev.naive = naive;
     let mut s = sweep.initial_state();
     let mut tested = 0usize;
-    let (_, wall, cpu) = timed(|| {
-        while !sweep.done(&s) {
-            sweep
-                .step(&mut s, &mut ev, &mut |e| {
-                    if let acdc::sweep::Event::Tested { .. } = e {
-                        tested += 1
-                    }
-                })
-                .unwrap();
-        }
+    let t = Instant::now();
+    while !sweep.done(&s) && max_tested.is_none_or(|m| tested < m) {
+        sweep
+            .step(&mut s, &mut ev, &mut |e| {
+                if let acdc::sweep::Event::Tested { .. } = e {
+                    tested += 1
+                }
+            })
+            .unwrap();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let rechecks = if prep.config.dtype == Precision::Checked {
+        ev.full_evaluations
+    } else {
+        0
+    };
+    (secs, tested, s, rechecks)
+}
+
+fn kept_names(prep: &Prepared, s: &SweepState) -> Vec<String> {
+    let sweep = prep.sweep();
+    let mut v: Vec<String> = sweep
+        .kept_edges(s)
+        .iter()
+        .map(|(e, _)| e.to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// What the reference measured.
+struct Reference {
+    seconds: f64,
+    tested: usize,
+    kept: Vec<String>,
+}
+
+/// Run the reference on `model_dir` with our tokens (the ablation's tokens as its `ref_ds`).
+fn reference(prep: &Prepared, model_dir: &Path, max_tested: Option<usize>) -> Option<Reference> {
+    let home = std::env::var("HOME").unwrap_or_default();
+    let checkout = std::env::var("ACDC_REFERENCE").unwrap_or_else(|_| "/tmp/acdc-ref".into());
+    let python = std::env::var("ACDC_PYTHON")
+        .unwrap_or_else(|_| format!("{home}/.venvs/circuitscope/bin/python"));
+    if !Path::new(&checkout).join("acdc").is_dir() || !Path::new(&python).exists() {
+        println!("  reference: not run (set ACDC_REFERENCE and ACDC_PYTHON)");
+        return None;
+    }
+    let p = prep.tokens.dim(1).unwrap();
+    if prep.end.iter().any(|&e| e + 1 != p) {
+        println!("  reference: not run (its KL reads the last position; answers are not last)");
+        return None;
+    }
+    let rows = |t: &candle_core::Tensor| t.to_vec2::<u32>().unwrap();
+    let spec = serde_json::json!({
+        "model": model_dir.display().to_string(),
+        "tokens": rows(&prep.tokens),
+        "ref_tokens": rows(prep.source_tokens.as_ref().expect("ablation tokens")),
+        "tau": prep.config.tau,
+        "max_tested": max_tested,
     });
-    println!(
-        "    ({}, batch {batch}: wall {wall:.2} s, CPU {cpu:.2} s)",
-        if naive { "naive" } else { "fast" }
-    );
-    (cpu, tested, s)
+    let dir = tempfile::tempdir().unwrap();
+    let spec_path = dir.path().join("spec.json");
+    let out_path = dir.path().join("out.json");
+    std::fs::write(&spec_path, spec.to_string()).unwrap();
+    let status = std::process::Command::new(&python)
+        .arg(root().join("scripts/acdc_reference.py"))
+        .arg("--reference")
+        .arg(&checkout)
+        .arg("--bench")
+        .arg(&spec_path)
+        .arg("--out")
+        .arg(&out_path)
+        .env("OMP_NUM_THREADS", "1")
+        .env("MKL_NUM_THREADS", "1")
+        .status()
+        .ok()?;
+    if !status.success() {
+        println!("  reference: failed ({status})");
+        return None;
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out_path).ok()?).ok()?;
+    Some(Reference {
+        seconds: v["seconds"].as_f64()?,
+        tested: v["tested"].as_u64()? as usize,
+        kept: v["kept"]
+            .as_array()?
+            .iter()
+            .filter_map(|x| x.as_str().map(String::from))
+            .collect(),
+    })
 }
 
 fn toy(name: &str) {
-    let toy_cfg = root().join(format!("configs/acdc/{name}.ron"));
-    let config = if root().join("models").join(name).is_dir() && toy_cfg.is_file() {
-        let mut c = Config::load(&toy_cfg).unwrap();
-        c.model = root().join("models").join(name).display().to_string();
-        c
-    } else {
-        println!(
-            "(models/{name} not found: using tests/fixtures/gpt2-tiny with an induction task)"
-        );
-        Config {
-            model: root()
-                .join("tests/fixtures/gpt2-tiny")
-                .display()
-                .to_string(),
-            task: TaskSpec::Induction(InductionOptions {
-                n: 40,
-                seq_len: 6,
-                seed: 1,
-                ..Default::default()
-            }),
-            n: None,
-            metric: Metric::Kl,
-            ablation: acdc::Ablation::Corrupted,
-            tau: 0.01,
-            order: acdc::Order::Normal,
-            indices_order: None,
-            seed: 0,
-            level: acdc::Level::Edges,
-            split_qkv: true,
-            abs_value_threshold: false,
-            dtype: acdc::Precision::F32,
-            batch: 1,
-        }
-    };
-    let prep = Prepared::new(&config).unwrap();
+    let dir = root().join("models").join(name);
+    let cfg_path = root().join(format!("configs/acdc/{name}.ron"));
+    if !dir.is_dir() || !cfg_path.is_file() {
+        println!("{name}: not shipped, skipped");
+        return;
+    }
+    let mut config = Config::load(&cfg_path).unwrap();
+    config.model = dir.display().to_string();
+    let mut runs = vec![];
+    for dtype in [Precision::Checked, Precision::F64, Precision::F32] {
+        let mut c = config.clone();
+        c.dtype = dtype;
+        let prep = Prepared::new(&c).unwrap();
+        let (secs, tested, s, rechecks) = sweep(&prep, None);
+        runs.push((dtype, prep, secs, tested, s, rechecks));
+    }
+    let (_, prep, secs, tested, s, rechecks) = &runs[0];
     println!(
-        "toy: {} ({} layers, {} heads, d_model {}), {} prompts × {} tokens, {} edges, tau {}",
-        config.model,
+        "{name}: {} layers × {} heads, d_model {}, {} prompts × {} tokens, {} edges, tau {}",
         prep.model.cfg.n_layers,
         prep.model.cfg.n_heads,
         prep.model.cfg.d_model,
@@ -129,33 +173,47 @@ fn toy(name: &str) {
         prep.sweep().units.len(),
         config.tau
     );
-    let (tf, nf, sf) = full_sweep(&prep, false, 1);
-    let (tn, nn, sn) = full_sweep(&prep, true, 1);
-    assert_eq!(nf, nn);
-    let same = sf.present == sn.present;
-    println!(
-        "toy whole sweep (CPU time): fast {tf:.2} s for {nf} tested edges = {:.1} edges/s; naive {tn:.2} s \
-         = {:.1} edges/s; speed-up {:.2}x; same circuit: {same}",
-        nf as f64 / tf,
-        nn as f64 / tn,
-        tn / tf
-    );
-    for batch in [4usize, 16] {
-        let (tb, nb, sb) = full_sweep(&prep, false, batch);
+    let kept = kept_names(prep, s);
+    for (dtype, p, t, n, st, _) in &runs {
         println!(
-            "toy whole sweep, batch {batch}: {tb:.2} s for {nb} tested edges = {:.1} edges/s \
-             ({:.2}x the one-at-a-time fast path); same circuit: {}",
-            nb as f64 / tb,
-            tf / tb,
-            sb.present == sf.present
+            "  ours {dtype:?}: {t:.3} s for {n} tested edges ({:.2} ms/edge); {} kept; same \
+             kept edges as Checked: {}",
+            t / *n as f64 * 1e3,
+            kept_names(p, st).len(),
+            kept_names(p, st) == kept
+        );
+    }
+    println!("  Checked re-evaluated {rechecks} circuits in float64 for {tested} tested edges");
+    if let Some(r) = reference(prep, &dir, None) {
+        println!(
+            "  reference: {:.2} s for {} tested edges; same kept edges: {}",
+            r.seconds,
+            r.tested,
+            r.kept == kept
+        );
+        println!(
+            "  RATIO {name}: reference / ours (Checked) = {:.1}x; reference / ours (F64 full \
+             runs) = {:.1}x",
+            r.seconds / secs,
+            r.seconds / runs[1].2
         );
     }
 }
 
-fn gpt2_shaped() {
+/// The GPT-2-small-shaped random model, written as a model folder.
+fn gpt2_model_dir(dir: &Path) -> Model {
     let cfg = random::gpt2_small_config();
     let w = random::random_weights(&cfg, 0, DType::F32).unwrap();
-    let model = Model::from_weights(cfg.clone(), w, DType::F32).unwrap();
+    if !dir.join("model.safetensors").is_file() {
+        let tok =
+            std::fs::read_to_string(root().join("models/gpt2-tokenizer/tokenizer.json")).unwrap();
+        circuitscope::train::export::write_model_dir(dir, &cfg, &w.to_hf_gpt2().unwrap(), &tok)
+            .unwrap();
+    }
+    Model::load(dir, DType::F32).unwrap()
+}
+
+fn gpt2_dataset() -> Dataset {
     let (n, p) = (20usize, 16usize);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let examples: Vec<Example> = (0..n)
@@ -174,12 +232,16 @@ fn gpt2_shaped() {
             }
         })
         .collect();
-    let ds = Dataset {
+    Dataset {
         task: "random".into(),
         examples,
-    };
-    let config = Config {
-        model: "random gpt2-small".into(),
+    }
+}
+
+fn gpt2_shaped() {
+    let dir = std::env::temp_dir().join("circuitscope-bench-gpt2-random");
+    let config = |dtype| Config {
+        model: dir.display().to_string(),
         task: TaskSpec::Induction(InductionOptions::default()),
         n: None,
         metric: Metric::Kl,
@@ -191,156 +253,64 @@ fn gpt2_shaped() {
         level: acdc::Level::Edges,
         split_qkv: true,
         abs_value_threshold: false,
-        dtype: acdc::Precision::F32,
+        dtype,
         batch: 1,
     };
-    let prep = Prepared::from_parts(&config, model, ds).unwrap();
-    let sweep = prep.sweep();
-    let Units::Edges(g) = &sweep.units else {
-        unreachable!()
-    };
-    println!(
-        "\nGPT-2-small-shaped random model: {} edges, {n} prompts × {p} tokens, f32",
-        g.len()
-    );
-    let k: usize = std::env::var("BENCH_EDGES")
+    let m32 = gpt2_model_dir(&dir);
+    let edges: usize = std::env::var("BENCH_GPT2_EDGES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
-    let mut fast = prep.evaluator().unwrap();
-    let mut naive = prep.evaluator().unwrap();
-    naive.naive = true;
-    let l = cfg.n_layers;
-    let probes: Vec<Receiver> = vec![
-        Receiver::Logits,
-        Receiver::Head(l - 1, 11, circuitscope::graph::Qkv::V),
-        Receiver::Mlp(l - 4),
-        Receiver::Head(l / 2, 0, circuitscope::graph::Qkv::Q),
-        Receiver::Head(2, 5, circuitscope::graph::Qkv::K),
-        Receiver::Head(0, 0, circuitscope::graph::Qkv::Q),
-    ];
-    let step_index = |r: &Receiver| {
-        sweep
-            .steps
-            .iter()
-            .position(|s| *s == acdc::sweep::Step::Receiver(*r))
-            .unwrap()
-    };
-    for late in [false, true] {
+        .unwrap_or(160);
+    println!(
+        "\nGPT-2-small-shaped random model ({}), 20 prompts × 16 tokens, KL, tau 0.01",
+        dir.display()
+    );
+    // F32 first: the default precision, one model in memory.
+    let prep = Prepared::from_parts(&config(Precision::F32), m32.clone(), gpt2_dataset()).unwrap();
+    let (t32, n32, _, _) = sweep(&prep, Some(edges));
+    println!(
+        "  ours F32: {t32:.2} s for the first {n32} tested edges ({:.1} ms/edge); peak RSS \
+         {:.0} MB",
+        t32 / n32 as f64 * 1e3,
+        peak_rss_mb().unwrap_or(f64::NAN)
+    );
+    drop(prep);
+    let m64 = Model::load(&dir, DType::F64).unwrap();
+    let mut prep = Prepared::from_parts(&config(Precision::Checked), m64, gpt2_dataset()).unwrap();
+    prep.screen_model = Some(m32);
+    let (tc, nc, _, rechecks) = sweep(&prep, Some(edges));
+    println!(
+        "  ours Checked: {tc:.2} s for the first {nc} tested edges ({:.1} ms/edge, {rechecks} \
+         float64 evaluations); peak RSS {:.0} MB",
+        tc / nc as f64 * 1e3,
+        peak_rss_mb().unwrap_or(f64::NAN)
+    );
+    let prep64 = Prepared::from_parts(
+        &config(Precision::F64),
+        Model::load(&dir, DType::F64).unwrap(),
+        gpt2_dataset(),
+    )
+    .unwrap();
+    if let Some(r) = reference(&prep64, &dir, Some(edges)) {
+        let per = r.seconds / r.tested as f64;
         println!(
-            "  {}:",
-            if late {
-                "late in a sweep (97% of the visited edges removed)"
-            } else {
-                "start of a sweep (no edge removed)"
-            }
+            "  reference: {:.1} s for the first {} tested edges ({:.1} ms/edge)",
+            r.seconds,
+            r.tested,
+            per * 1e3
         );
-        let mut per_layer: Vec<(usize, f64, f64)> = vec![];
-        for r in &probes {
-            let si = step_index(r);
-            // Edges of receivers visited before this step.
-            let visited: std::collections::BTreeSet<usize> = sweep.steps[..si]
-                .iter()
-                .flat_map(|s| match s {
-                    acdc::sweep::Step::Receiver(rr) => parents(rr, &cfg)
-                        .into_iter()
-                        .filter_map(|u| g.add_id(u, *rr))
-                        .collect::<Vec<_>>(),
-                    acdc::sweep::Step::QkvEdge(a, b, x) => {
-                        g.qkv_id(*a, *b, *x).into_iter().collect()
-                    }
-                    _ => vec![],
-                })
-                .collect();
-            let mut present = vec![true; g.len()];
-            if late {
-                let mut rr = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-                for &i in &visited {
-                    if rr.random::<f64>() < 0.97 {
-                        present[i] = false;
-                    }
-                }
-            }
-            let cands: Vec<usize> = parents(r, &cfg)
-                .into_iter()
-                .take(k)
-                .filter_map(|u| g.add_id(u, *r))
-                .collect();
-            // CPU time per edge, the best of two rounds (the machine may be shared).
-            let time = |ev: &mut acdc::Evaluator| {
-                let mut best = f64::INFINITY;
-                for _ in 0..2 {
-                    let (_, _, cpu) = timed(|| {
-                        let mut cur = present.clone();
-                        for &c in &cands {
-                            cur[c] = false;
-                            ev.metric(&cur).unwrap();
-                        }
-                    });
-                    best = best.min(cpu / cands.len() as f64);
-                }
-                best
-            };
-            fast.metric(&present).unwrap();
-            let tf = time(&mut fast);
-            let tn = time(&mut naive);
-            println!(
-                "    {:<10} (layer {:>2}): fast {:>7.1} ms/edge, naive {:>7.1} ms/edge (CPU), {:>5.1}x",
-                r.to_string(),
-                r.layer(l),
-                tf * 1e3,
-                tn * 1e3,
-                tn / tf
-            );
-            per_layer.push((r.layer(l), tf, tn));
-        }
-        // Estimate a whole sweep: each edge's cost interpolated from the probes by layer.
-        let interp = |layer: usize, which: usize| -> f64 {
-            let pts: Vec<(f64, f64)> = per_layer
-                .iter()
-                .map(|(a, f, nn)| (*a as f64, if which == 0 { *f } else { *nn }))
-                .collect();
-            let x = layer as f64;
-            let mut best = pts[0];
-            let mut next = pts[0];
-            for w in pts.windows(2) {
-                let (hi, lo) = (w[0], w[1]);
-                if x <= hi.0 && x >= lo.0 {
-                    best = hi;
-                    next = lo;
-                }
-            }
-            if (best.0 - next.0).abs() < 1e-9 {
-                return best.1;
-            }
-            let t = (best.0 - x) / (best.0 - next.0);
-            best.1 + t * (next.1 - best.1)
-        };
-        let (mut sf, mut sn) = (0.0, 0.0);
-        for e in g.edges() {
-            let layer = match e {
-                Edge::Add { receiver, .. } => receiver.layer(l),
-                Edge::Qkv { layer, .. } => *layer,
-            };
-            sf += interp(layer, 0);
-            sn += interp(layer, 1);
-        }
         println!(
-            "    whole-sweep estimate ({} edges, all tested): fast {:.1} edges/s ({:.1} h), naive \
-             {:.2} edges/s ({:.1} h): {:.1}x",
-            g.len(),
-            g.len() as f64 / sf,
-            sf / 3600.0,
-            g.len() as f64 / sn,
-            sn / 3600.0,
-            sn / sf
+            "  RATIO gpt2-small-shaped (per tested edge, first receivers): reference / ours \
+             (Checked) = {:.1}x; reference / ours (F32) = {:.1}x",
+            per / (tc / nc as f64),
+            per / (t32 / n32 as f64)
         );
     }
 }
 
 fn main() {
     println!(
-        "threads: {}",
+        "threads: {} (the reference: 1)",
         std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into())
     );
     toy("toy-ioi");

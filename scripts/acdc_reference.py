@@ -11,6 +11,11 @@ by empty stand-ins, and its per-node picture is switched off.
         --out tests/fixtures/acdc/reference-gpt2-tiny.json
 
 Runs in float64 so that the comparison is not at the mercy of float32 rounding near tau.
+
+Benchmark mode (used by benches/acdc.rs): `--bench SPEC.json --out RESULT.json` runs one
+reference sweep on the model folder, tokens and ablation tokens the spec names (float64, one
+thread, KL divergence at the last position), optionally only until `max_tested` edges are
+tested (whole nodes), and writes the sweep's wall time (set-up excluded) and the kept edges.
 """
 import argparse
 import json
@@ -110,9 +115,94 @@ def run_reference(model, clean, corrupted, tau, zero, order):
     return exp
 
 
+def bench(spec_path: Path, out_path: Path, reference: Path) -> int:
+    """Time one reference sweep described by a JSON spec (see the module docstring)."""
+    import time
+
+    spec = json.loads(spec_path.read_text())
+    sys.path.insert(0, str(reference))
+    stub_modules()
+    torch.set_grad_enabled(False)
+    torch.set_num_threads(1)
+    from acdc import TLACDCExperiment as texp
+    from acdc.acdc_utils import kl_divergence
+    from acdc.TLACDCEdge import EdgeType
+
+    model_dir = Path(spec["model"])
+    hf = load_hf(model_dir, dtype=torch.float64)
+    n_inner = getattr(hf.config, "n_inner", None)
+    if n_inner is not None and n_inner != 4 * hf.config.n_embd:
+        # TransformerLens 3.9 reads GPT-2's MLP width as 4 · d_model; take n_inner instead.
+        import transformer_lens.loading_from_pretrained as lfp
+
+        orig = lfp.get_pretrained_model_config
+
+        def with_n_inner(*a, **k):
+            cfg = orig(*a, **k)
+            cfg.d_mlp = n_inner
+            return cfg
+
+        lfp.get_pretrained_model_config = with_n_inner
+    model = load_tl(model_dir, hf, dtype=torch.float64)
+    clean = torch.tensor(spec["tokens"], dtype=torch.int64)
+    ref = torch.tensor(spec["ref_tokens"], dtype=torch.int64)
+    texp.show = lambda *a, **k: None
+    with torch.no_grad():
+        base = torch.log_softmax(model(clean)[:, -1, :], dim=-1)
+    metric = partial(kl_divergence, base_model_logprobs=base, last_seq_element_only=True)
+    exp = texp.TLACDCExperiment(
+        model=model,
+        threshold=spec["tau"],
+        ds=clean,
+        ref_ds=ref,
+        metric=metric,
+        zero_ablation=False,
+        indices_mode="normal",
+        names_mode="normal",
+        verbose=False,
+        online_cache_cpu=True,
+        corrupted_cache_cpu=True,
+        add_sender_hooks=True,
+        add_receiver_hooks=False,
+        remove_redundant=False,
+    )
+    max_tested = spec.get("max_tested")
+
+    def count_tested():
+        return sum(
+            1
+            for e in exp.corr.all_edges().values()
+            if e.edge_type != EdgeType.PLACEHOLDER and e.effect_size is not None
+        )
+
+    seconds, done = 0.0, 0
+    for _ in range(100_000):
+        t0 = time.perf_counter()
+        exp.step(testing=False)
+        seconds += time.perf_counter() - t0
+        done += 1
+        if exp.current_node is None:
+            break
+        if max_tested is not None and count_tested() >= max_tested:
+            break
+    kept, tested = [], 0
+    for (child, cidx, parent, pidx), edge in exp.corr.all_edges().items():
+        if edge.edge_type == EdgeType.PLACEHOLDER:
+            continue
+        if edge.effect_size is not None:
+            tested += 1
+        if edge.present:
+            kept.append(our_name(child, cidx, parent, pidx, model.cfg.n_layers))
+    out = {"seconds": seconds, "steps": done, "tested": tested, "kept": sorted(kept)}
+    out_path.write_text(json.dumps(out) + "\n")
+    print(f"reference: {done} steps, {tested} edges tested in {seconds:.2f} s")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reference", required=True, type=Path)
+    ap.add_argument("--bench", type=Path, help="benchmark mode: a JSON spec (see above)")
     ap.add_argument("--model", default=str(HERE.parent / "tests/fixtures/gpt2-tiny"))
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--n", type=int, default=6)
@@ -125,6 +215,8 @@ def main() -> int:
         "for both names_mode and indices_mode)",
     )
     args = ap.parse_args()
+    if args.bench is not None:
+        return bench(args.bench, args.out, args.reference)
     sys.path.insert(0, str(args.reference))
     stub_modules()
     torch.set_grad_enabled(False)

@@ -1,5 +1,5 @@
 //! An ACDC run in an output folder: fresh start or resume, a checkpoint and the outputs after
-//! every receiver, a log, a progress bar.
+//! every receiver, a log, and progress reports through a callback (the binary draws the bar).
 //!
 //! The folder holds `config.ron` (the effective config), `checkpoint.json`, `circuit.json`,
 //! `circuit.dot`, `circuit.svg` and `acdc.log`. Every file except the log is rewritten
@@ -10,9 +10,8 @@ use super::checkpoint::{Checkpoint, CHECKPOINT, FORMAT};
 use super::config::Config;
 use super::output::{circuit_json, diagram, Counts};
 use super::sweep::{Event, Sweep, SweepState};
-use super::Prepared;
+use super::{Evaluator, Prepared};
 use crate::error::{write_atomic, Error, Result};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -38,8 +37,6 @@ pub struct RunSettings {
     pub resume: bool,
     /// Stop (cleanly, resumable) after this many receivers in this session.
     pub stop_after: Option<usize>,
-    /// Show a progress bar on stderr.
-    pub progress: bool,
     /// Use the naive evaluator (one full forward pass per edge; for comparisons).
     pub naive: bool,
 }
@@ -132,10 +129,11 @@ pub fn prepare_out(settings: &RunSettings) -> Result<()> {
 struct Log {
     file: Option<std::fs::File>,
     t0: Instant,
+    clean_metric: f64,
 }
 
 impl Log {
-    fn open(dir: &Path) -> Result<Log> {
+    fn open(dir: &Path, clean_metric: f64) -> Result<Log> {
         let path = dir.join("acdc.log");
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -145,6 +143,7 @@ impl Log {
         Ok(Log {
             file: Some(file),
             t0: Instant::now(),
+            clean_metric,
         })
     }
 
@@ -199,32 +198,40 @@ fn remove_stale_temps(dir: &Path) {
     }
 }
 
-/// Run (or resume) ACDC into `settings.out`.
-pub fn run(prep: &Prepared, settings: &RunSettings) -> Result<Summary> {
-    prepare_out(settings)?;
-    let dir = &settings.out;
-    let sweep = prep.sweep();
-    // A run killed before its first checkpoint left only config.ron: resuming it starts it.
-    let resume = settings.resume && dir.join(CHECKPOINT).is_file();
-    let mut state = if resume {
-        let ck = Checkpoint::load(dir)?;
-        ck.check_identity(dir, &prep.identity, sweep.units.len())?;
-        if ck.steps != sweep.steps.len() {
-            return Err(Error::input(format!(
-                "{}: the checkpoint has {} steps but this sweep {}; it belongs to another run",
-                dir.join(CHECKPOINT).display(),
-                ck.steps,
-                sweep.steps.len()
-            )));
-        }
-        ck.state
-    } else {
-        sweep.initial_state()
-    };
-    let mut ev = prep.evaluator()?;
-    ev.naive = settings.naive;
-    let clean_metric = ev.objective().value(&ev.objective().clean_logits)?;
+/// Where a run stands, for a progress display: after every decided unit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    /// Units decided (tested or removed untested) so far, this session and before it.
+    pub decided: usize,
+    /// Units in the graph.
+    pub total: usize,
+    /// The step being run (`a3.h2.q`, `logits`, …).
+    pub step: String,
+    /// Whether the run is over (finished or stopped).
+    pub done: bool,
+}
 
+/// The state a run starts from: a fresh one, or the checkpoint's.
+fn start_state(prep: &Prepared, dir: &Path, resume: bool, sweep: &Sweep) -> Result<SweepState> {
+    if !resume {
+        return Ok(sweep.initial_state());
+    }
+    let ck = Checkpoint::load(dir)?;
+    ck.check_identity(dir, &prep.identity, sweep.units.len())?;
+    if ck.steps != sweep.steps.len() {
+        return Err(Error::input(format!(
+            "{}: the checkpoint has {} steps but this sweep {}; it belongs to another run",
+            dir.join(CHECKPOINT).display(),
+            ck.steps,
+            sweep.steps.len()
+        )));
+    }
+    Ok(ck.state)
+}
+
+/// Create the folder; a fresh run removes the files of an overwritten run and writes the
+/// config; stale temporary files go either way.
+fn prepare_folder(prep: &Prepared, dir: &Path, resume: bool) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     remove_stale_temps(dir);
     if !resume {
@@ -236,8 +243,13 @@ pub fn run(prep: &Prepared, settings: &RunSettings) -> Result<Summary> {
         }
         write_atomic(dir.join("config.ron"), prep.config.to_ron().as_bytes())?;
     }
-    let mut log = Log::open(dir)?;
-    let c0 = Counts::of(&state);
+    Ok(())
+}
+
+/// The log's first line of this session.
+fn log_start(log: &mut Log, prep: &Prepared, sweep: &Sweep, state: &SweepState, resume: bool) {
+    let c0 = Counts::of(state);
+    let clean_metric = log.clean_metric;
     if resume {
         log.line(&format!(
             "resumed at step {}/{} ({} of {} units decided, {} kept)",
@@ -264,6 +276,100 @@ pub fn run(prep: &Prepared, settings: &RunSettings) -> Result<Summary> {
             prep.config.dtype,
         ));
     }
+}
+
+/// What one step did.
+#[derive(Default)]
+struct StepReport {
+    changed: bool,
+    tested: usize,
+    removed: usize,
+    untested: usize,
+    lines: Vec<String>,
+}
+
+/// Run the next step, reporting every decided unit to `on_progress`.
+fn run_step(
+    sweep: &Sweep,
+    state: &mut SweepState,
+    ev: &mut Evaluator,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<StepReport> {
+    let step = sweep.steps[state.next_step];
+    let mut rep = StepReport::default();
+    let mut decided = Counts::of(state).decided();
+    let total = sweep.units.len();
+    let units = &sweep.units;
+    let mut report = |decided: usize| {
+        on_progress(&Progress {
+            decided,
+            total,
+            step: step.to_string(),
+            done: false,
+        })
+    };
+    report(decided);
+    rep.changed = sweep.step(state, ev, &mut |e: &Event| match e {
+        Event::Tested {
+            unit,
+            effect,
+            removed: r,
+            metric,
+        } => {
+            rep.tested += 1;
+            if *r {
+                rep.removed += 1;
+            }
+            decided += 1;
+            report(decided);
+            rep.lines.push(format!(
+                "  {:<28} effect {:+.6e} -> {} (metric {metric:.6e})",
+                units.name(*unit),
+                effect,
+                if *r { "removed" } else { "kept" }
+            ));
+        }
+        Event::RemovedUntested { units: us } => {
+            rep.untested += us.len();
+            decided += us.len();
+            report(decided);
+        }
+    })?;
+    if let Some(m) = state.cur_metric {
+        if !m.is_finite() {
+            return Err(Error::input(format!(
+                "the metric became {m} at step {step}; the model or dataset produce \
+                 non-finite logits — check the model and the prompts"
+            )));
+        }
+    }
+    Ok(rep)
+}
+
+/// Run (or resume) ACDC into `settings.out`.
+pub fn run(prep: &Prepared, settings: &RunSettings) -> Result<Summary> {
+    run_with_progress(prep, settings, &mut |_| {})
+}
+
+/// Run (or resume) ACDC into `settings.out`, telling `on_progress` where it stands after every
+/// decided unit (the binary draws its progress bar from it).
+pub fn run_with_progress(
+    prep: &Prepared,
+    settings: &RunSettings,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<Summary> {
+    prepare_out(settings)?;
+    let dir = &settings.out;
+    let sweep = prep.sweep();
+    // A run killed before its first checkpoint left only config.ron: resuming it starts it.
+    let resume = settings.resume && dir.join(CHECKPOINT).is_file();
+    let mut state = start_state(prep, dir, resume, &sweep)?;
+    let mut ev = prep.evaluator()?;
+    ev.naive = settings.naive;
+    let clean_metric = ev.objective().value(&ev.objective().clean_logits)?;
+    prepare_folder(prep, dir, resume)?;
+    let mut log = Log::open(dir, clean_metric)?;
+    log_start(&mut log, prep, &sweep, &state, resume);
     tracing::info!(
         "ACDC: {} units, {} steps; starting at step {}",
         sweep.units.len(),
@@ -271,28 +377,6 @@ pub fn run(prep: &Prepared, settings: &RunSettings) -> Result<Summary> {
         state.next_step
     );
     write_outputs(dir, prep, &sweep, &state, clean_metric)?;
-
-    let bar = if settings.progress {
-        ProgressBar::with_draw_target(Some(sweep.units.len() as u64), ProgressDrawTarget::stderr())
-    } else {
-        ProgressBar::hidden()
-    };
-    let what = match prep.config.level {
-        super::Level::Edges => "edges",
-        super::Level::Nodes => "nodes",
-    };
-    if let Ok(style) = ProgressStyle::default_bar().template(&format!(
-        "[{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {what} · {{rate}} · ETA {{eta}} · {{msg}}"
-    )) {
-        bar.set_style(style.with_key(
-            "rate",
-            |st: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                let _ = write!(w, "{:.1}/s", st.per_sec());
-            },
-        ));
-    }
-    bar.set_position(c0.decided() as u64);
-    bar.reset_eta();
 
     let t0 = Instant::now();
     let mut tested_now = 0usize;
@@ -303,75 +387,87 @@ pub fn run(prep: &Prepared, settings: &RunSettings) -> Result<Summary> {
         }
         let step = sweep.steps[state.next_step];
         let step_no = state.next_step;
-        bar.set_message(format!("{step}"));
-        let mut lines: Vec<String> = vec![];
-        let mut tested = 0usize;
-        let mut removed = 0usize;
-        let mut untested = 0usize;
-        let units = &sweep.units;
-        let changed = sweep.step(&mut state, &mut ev, &mut |e: &Event| match e {
-            Event::Tested {
-                unit,
-                effect,
-                removed: r,
-                metric,
-            } => {
-                tested += 1;
-                if *r {
-                    removed += 1;
-                }
-                bar.inc(1);
-                lines.push(format!(
-                    "  {:<28} effect {:+.6e} -> {} (metric {metric:.6e})",
-                    units.name(*unit),
-                    effect,
-                    if *r { "removed" } else { "kept" }
-                ));
-            }
-            Event::RemovedUntested { units: us } => {
-                untested += us.len();
-                bar.inc(us.len() as u64);
-            }
-        })?;
-        if let Some(m) = state.cur_metric {
-            if !m.is_finite() {
-                return Err(Error::input(format!(
-                    "the metric became {m} at step {step}; the model or dataset produce \
-                     non-finite logits — check the model and the prompts"
-                )));
-            }
+        let rep = run_step(&sweep, &mut state, &mut ev, on_progress)?;
+        if !rep.changed {
+            continue;
         }
-        if changed {
-            tested_now += tested;
-            if tested > 0 {
-                receivers_now += 1;
-            }
-            let c = Counts::of(&state);
-            let head = format!(
-                "step {}/{} {step}: tested {tested}, removed {removed}, removed untested \
-                 {untested}; {} of {} kept; metric {}",
-                step_no + 1,
-                sweep.steps.len(),
-                c.kept,
-                c.total,
-                state
-                    .cur_metric
-                    .map_or("-".to_string(), |m| format!("{m:.6e}"))
-            );
-            tracing::info!("{head}");
-            log.line(&head);
-            for l in lines {
-                log.line(&l);
-            }
-            // Steps that only drop the inputs of dead components are a function of the state:
-            // a resumed run redoes them, so they need no checkpoint of their own.
-            if tested > 0 {
-                write_outputs(dir, prep, &sweep, &state, clean_metric)?;
-            }
+        tested_now += rep.tested;
+        if rep.tested > 0 {
+            receivers_now += 1;
+        }
+        let c = Counts::of(&state);
+        let head = format!(
+            "step {}/{} {step}: tested {}, removed {}, removed untested {}; {} of {} kept; \
+             metric {}",
+            step_no + 1,
+            sweep.steps.len(),
+            rep.tested,
+            rep.removed,
+            rep.untested,
+            c.kept,
+            c.total,
+            state
+                .cur_metric
+                .map_or("-".to_string(), |m| format!("{m:.6e}"))
+        );
+        tracing::info!("{head}");
+        log.line(&head);
+        for l in rep.lines {
+            log.line(&l);
+        }
+        // Steps that only drop the inputs of dead components are a function of the state: a
+        // resumed run redoes them, so they need no checkpoint of their own.
+        if rep.tested > 0 {
+            write_outputs(dir, prep, &sweep, &state, clean_metric)?;
         }
     }
     let seconds = t0.elapsed().as_secs_f64();
     let finished = sweep.done(&state);
+    write_outputs(dir, prep, &sweep, &state, clean_metric)?;
+    let c = Counts::of(&state);
+    log_end(
+        &mut log,
+        &ev,
+        prep,
+        &sweep,
+        &state,
+        finished,
+        tested_now,
+        receivers_now,
+        seconds,
+    );
+    on_progress(&Progress {
+        decided: c.decided(),
+        total: c.total,
+        step: String::new(),
+        done: true,
+    });
+    Ok(Summary {
+        finished,
+        steps_done: state.next_step,
+        steps_total: sweep.steps.len(),
+        kept: c.kept,
+        total: c.total,
+        metric: state.cur_metric,
+        clean_metric,
+        tested_now,
+        seconds,
+    })
+}
+
+/// The log's last lines of this session.
+#[allow(clippy::too_many_arguments)]
+fn log_end(
+    log: &mut Log,
+    ev: &Evaluator,
+    prep: &Prepared,
+    sweep: &Sweep,
+    state: &SweepState,
+    finished: bool,
+    tested_now: usize,
+    receivers_now: usize,
+    seconds: f64,
+) {
     if let (Some(sc), super::Precision::Checked) = (ev.screen(), prep.config.dtype) {
         log.line(&format!(
             "checked precision: {} float64 evaluations for {} float32 ones this session; \
@@ -379,8 +475,8 @@ pub fn run(prep: &Prepared, settings: &RunSettings) -> Result<Summary> {
             ev.full_evaluations, ev.evaluations, sc.worst_ratio, sc.violations
         ));
     }
-    write_outputs(dir, prep, &sweep, &state, clean_metric)?;
-    let c = Counts::of(&state);
+    let c = Counts::of(state);
+    let clean_metric = log.clean_metric;
     if finished {
         log.line(&format!(
             "finished: {} of {} kept, metric {:?} (clean {clean_metric}); this session tested \
@@ -394,16 +490,4 @@ pub fn run(prep: &Prepared, settings: &RunSettings) -> Result<Summary> {
             sweep.steps.len()
         ));
     }
-    bar.finish_and_clear();
-    Ok(Summary {
-        finished,
-        steps_done: state.next_step,
-        steps_total: sweep.steps.len(),
-        kept: c.kept,
-        total: c.total,
-        metric: state.cur_metric,
-        clean_metric,
-        tested_now,
-        seconds,
-    })
 }

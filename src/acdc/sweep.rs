@@ -12,7 +12,7 @@
 //! checked against a brute-force evaluator.
 
 use crate::error::Result;
-use crate::graph::edges::{graph_heads, parent_groups, senders_reverse};
+use crate::graph::edges::{parent_groups, senders_reverse, visit_order, Visit};
 use crate::graph::{Edge, EdgeGraph, GraphOptions, Node, Qkv, Receiver};
 use crate::model::ModelConfig;
 use rand::seq::SliceRandom;
@@ -251,24 +251,12 @@ impl Sweep {
         match &units {
             Units::Nodes(nodes) => steps.extend(nodes.iter().map(|n| Step::Node(*n))),
             Units::Edges(_) => {
-                steps.push(Step::Receiver(Receiver::Logits));
-                for l in (0..cfg.n_layers).rev() {
-                    if cfg.has_mlp() {
-                        steps.push(Step::Receiver(Receiver::Mlp(l)));
-                    }
-                    if options.graph.split_qkv {
-                        for x in [Qkv::V, Qkv::K, Qkv::Q] {
-                            for h in graph_heads(cfg, x) {
-                                steps.push(Step::QkvEdge(l, h, x));
-                            }
-                        }
-                    }
-                    for x in [Qkv::V, Qkv::K, Qkv::Q] {
-                        for h in graph_heads(cfg, x) {
-                            steps.push(Step::Receiver(Receiver::Head(l, h, x)));
-                        }
-                    }
-                }
+                steps.extend(visit_order(cfg, options.graph.split_qkv).into_iter().map(
+                    |v| match v {
+                        Visit::Receiver(r) => Step::Receiver(r),
+                        Visit::Qkv(l, h, x) => Step::QkvEdge(l, h, x),
+                    },
+                ))
             }
         }
         Sweep {

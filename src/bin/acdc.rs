@@ -6,6 +6,7 @@ use circuitscope::acdc::experiment::{self, RunSettings};
 use circuitscope::acdc::{self, Ablation, Config, Order, Overrides, Precision, Prepared};
 use circuitscope::metric::Metric;
 use clap::Parser;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::PathBuf;
 
 #[path = "acdc/sweep.rs"]
@@ -302,17 +303,29 @@ fn run(a: &Args) -> Result<()> {
         force: a.force,
         resume,
         stop_after: a.stop_after,
-        progress: !a.no_progress,
         naive: a.naive,
     };
     // Refuse a bad output folder before loading anything.
     experiment::prepare_out(&settings)?;
     let prep = Prepared::new(&config)?;
-    let s = experiment::run(&prep, &settings)?;
     let unit = match config.level {
         acdc::Level::Edges => "edges",
         acdc::Level::Nodes => "nodes",
     };
+    let bar = progress_bar(!a.no_progress, unit);
+    let s = experiment::run_with_progress(&prep, &settings, &mut |p| {
+        if p.done {
+            bar.finish_and_clear();
+            return;
+        }
+        if bar.length() != Some(p.total as u64) {
+            bar.set_length(p.total as u64);
+            bar.set_position(p.decided as u64);
+            bar.reset_eta();
+        }
+        bar.set_position(p.decided as u64);
+        bar.set_message(p.step.clone());
+    })?;
     if s.finished {
         println!(
             "finished: {} of {} {unit} kept; metric {} (clean {}); {:.1}s this session",
@@ -337,6 +350,26 @@ fn run(a: &Args) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// A progress bar on stderr (hidden with `--no-progress`): units decided, rate, ETA, step.
+fn progress_bar(show: bool, unit: &str) -> ProgressBar {
+    let bar = if show {
+        ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    if let Ok(style) = ProgressStyle::default_bar().template(&format!(
+        "[{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {unit} · {{rate}} · ETA {{eta}} · {{msg}}"
+    )) {
+        bar.set_style(style.with_key(
+            "rate",
+            |st: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.1}/s", st.per_sec());
+            },
+        ));
+    }
+    bar
 }
 
 fn main() {

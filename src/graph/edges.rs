@@ -220,22 +220,54 @@ pub fn senders(r: &Receiver, cfg: &ModelConfig) -> Vec<Node> {
     v
 }
 
-/// Every receiver, in the reference's sweep order: the logits, then per layer (latest first)
-/// the MLP input, the heads' v inputs (heads descending), k inputs, q inputs (grouped models:
-/// one k and one v input per key/value group, see [`graph_heads`]).
-pub fn receivers_reverse(cfg: &ModelConfig) -> Vec<Receiver> {
-    let mut v = vec![Receiver::Logits];
+/// One visit of the reference's sweep: the addition edges into a receiver, or a head's q/k/v
+/// input → head edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visit {
+    /// The edges into a receiver.
+    Receiver(Receiver),
+    /// The edge from a head's q, k or v input to the head.
+    Qkv(usize, usize, Qkv),
+}
+
+/// The reference's sweep order, the one place it is written: the logits, then per layer
+/// (latest first) the MLP input, the q/k/v edges of every head (with `split_qkv`: all v, then
+/// all k, then all q, heads descending) and the heads' v, k and q inputs (heads descending).
+/// The edge numbering ([`EdgeGraph`]), the receivers' order ([`receivers_reverse`]) and ACDC's
+/// steps all follow it.
+pub fn visit_order(cfg: &ModelConfig, split_qkv: bool) -> Vec<Visit> {
+    let mut v = vec![Visit::Receiver(Receiver::Logits)];
     for l in (0..cfg.n_layers).rev() {
         if cfg.has_mlp() {
-            v.push(Receiver::Mlp(l));
+            v.push(Visit::Receiver(Receiver::Mlp(l)));
+        }
+        if split_qkv {
+            for x in [Qkv::V, Qkv::K, Qkv::Q] {
+                for h in graph_heads(cfg, x) {
+                    v.push(Visit::Qkv(l, h, x));
+                }
+            }
         }
         for x in [Qkv::V, Qkv::K, Qkv::Q] {
             for h in graph_heads(cfg, x) {
-                v.push(Receiver::Head(l, h, x));
+                v.push(Visit::Receiver(Receiver::Head(l, h, x)));
             }
         }
     }
     v
+}
+
+/// Every receiver, in the reference's sweep order ([`visit_order`]): the logits, then per
+/// layer (latest first) the MLP input, the heads' v inputs (heads descending), k inputs, q
+/// inputs.
+pub fn receivers_reverse(cfg: &ModelConfig) -> Vec<Receiver> {
+    visit_order(cfg, false)
+        .into_iter()
+        .filter_map(|v| match v {
+            Visit::Receiver(r) => Some(r),
+            Visit::Qkv(..) => None,
+        })
+        .collect()
 }
 
 /// The edge graph of a model, edges numbered in the reference's sweep order.
@@ -250,37 +282,19 @@ pub struct EdgeGraph {
 impl EdgeGraph {
     /// Build the graph of a model of this shape.
     pub fn new(cfg: &ModelConfig, options: GraphOptions) -> Self {
+        // Edges are numbered in the order the sweep visits them.
         let mut edges = vec![];
-        // The sweep visits, per layer, the q/k/v edges of every head before the head inputs;
-        // number the edges in that order.
-        let push_receiver = |r: Receiver, edges: &mut Vec<Edge>| {
-            for sender in parents(&r, cfg) {
-                edges.push(Edge::Add {
-                    sender,
-                    receiver: r,
-                });
-            }
-        };
-        push_receiver(Receiver::Logits, &mut edges);
-        for l in (0..cfg.n_layers).rev() {
-            if cfg.has_mlp() {
-                push_receiver(Receiver::Mlp(l), &mut edges);
-            }
-            if options.split_qkv {
-                for x in [Qkv::V, Qkv::K, Qkv::Q] {
-                    for h in graph_heads(cfg, x) {
-                        edges.push(Edge::Qkv {
-                            layer: l,
-                            head: h,
-                            qkv: x,
+        for v in visit_order(cfg, options.split_qkv) {
+            match v {
+                Visit::Receiver(r) => {
+                    for sender in parents(&r, cfg) {
+                        edges.push(Edge::Add {
+                            sender,
+                            receiver: r,
                         });
                     }
                 }
-            }
-            for x in [Qkv::V, Qkv::K, Qkv::Q] {
-                for h in graph_heads(cfg, x) {
-                    push_receiver(Receiver::Head(l, h, x), &mut edges);
-                }
+                Visit::Qkv(layer, head, qkv) => edges.push(Edge::Qkv { layer, head, qkv }),
             }
         }
         let index = edges.iter().enumerate().map(|(i, e)| (*e, i)).collect();

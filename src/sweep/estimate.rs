@@ -128,7 +128,6 @@ pub fn estimate(point: &Point, receivers: usize, scratch: &Path) -> Result<Estim
         force: true,
         resume: false,
         stop_after: Some(receivers.max(1)),
-        progress: false,
         naive: false,
     };
     let s = experiment::run(&prep, &settings);

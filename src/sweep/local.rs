@@ -120,7 +120,6 @@ pub fn run_point(
             force: true,
             resume: dir.join(CHECKPOINT).is_file(),
             stop_after,
-            progress: false,
             naive: false,
         };
         let prep = Prepared::new(&p.config)?;
