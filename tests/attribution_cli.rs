@@ -291,3 +291,54 @@ fn bad_attribution_input() {
     let h = cs(&["faithfulness", "--help"]);
     assert!(String::from_utf8_lossy(&h.stdout).contains("Examples:"));
 }
+
+#[test]
+fn faithfulness_of_a_hypothesis() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = root().join("configs/attribution/toy-induction.ron");
+    let cfg = cfg.to_str().unwrap();
+    let out = tmp.path().join("hyp");
+    let hyp = root().join("hypotheses/toy/induction-refined.ron");
+    let o = cs(&[
+        "faithfulness",
+        "--config",
+        cfg,
+        "--hypothesis",
+        hyp.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("faithfulness.json")).unwrap())
+            .unwrap();
+    let c = &j["circuits"][0];
+    assert_eq!(c["label"], "hypothesis induction-refined");
+    // The ten edges of the induction circuit that resampling another sequence can see; with
+    // them kept and everything else resampled, the model is the full model (KL 0).
+    assert_eq!(c["point"]["edges"], 10);
+    let f = c["point"]["faithfulness"].as_f64().unwrap();
+    assert!((f - 1.0).abs() < 1e-6, "faithfulness {f}");
+
+    // A hypothesis naming a head the model does not have: refused, nothing written.
+    let bad = tmp.path().join("bad.ron");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&hyp)
+            .unwrap()
+            .replace("to: [\"a1.h0\"]", "to: [\"a1.h3\"]"),
+    )
+    .unwrap();
+    let out2 = tmp.path().join("hyp2");
+    let o = cs(&[
+        "faithfulness",
+        "--config",
+        cfg,
+        "--hypothesis",
+        bad.to_str().unwrap(),
+        "--out",
+        out2.to_str().unwrap(),
+    ]);
+    refused(&o, &["bad.ron:", "a1.h3"]);
+    assert!(!out2.exists(), "nothing may be written on bad input");
+}

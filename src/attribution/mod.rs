@@ -6,6 +6,7 @@
 //!   the metric with respect to every receiver's input;
 //! - [`scores`]: the methods; [`circuit`]: top-k / threshold circuits and pruning;
 //! - [`faithfulness`]: the metric of any circuit, normalised, and curves with CPR and CMD;
+//! - [`hypothesis`]: the circuit of a causal-scrubbing hypothesis (the paths it keeps);
 //! - [`roc`]: ROC AUC of a ranking against a known circuit;
 //! - [`config`], [`experiment`], [`output`], [`plot`]: the run around them.
 //!
@@ -18,6 +19,7 @@ pub mod config;
 pub mod experiment;
 pub mod faithfulness;
 pub mod gradients;
+pub mod hypothesis;
 pub mod objective;
 pub mod output;
 pub mod plot;

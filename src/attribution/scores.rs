@@ -181,21 +181,25 @@ fn group_of(u: Node) -> Group {
     }
 }
 
-/// `[p, S, R]`: per position, Σ_{row, d} diff(u) · grad(r) for every sender and receiver.
-fn score_matrix(diffs: &[Tensor], grads: &[Tensor]) -> Result<Tensor> {
+/// `[p, b·d_model, R]`: every receiver's gradient, laid out for [`score_matrix`].
+fn grad_matrix(grads: &[Tensor]) -> Result<Tensor> {
+    let g = Tensor::stack(grads, 0)?; // [R, b, p, dm]
+    let (r, b, p, dm) = g.dims4()?;
+    Ok(g.permute((2, 1, 3, 0))?
+        .contiguous()?
+        .reshape((p, b * dm, r))?)
+}
+
+/// `[p, S, R]`: per position, Σ_{row, d} diff(u) · grad(r) for every sender and receiver;
+/// `g` is [`grad_matrix`]'s layout.
+fn score_matrix(diffs: &[Tensor], g: &Tensor) -> Result<Tensor> {
     let d = Tensor::stack(diffs, 0)?; // [S, b, p, dm]
     let (s, b, p, dm) = d.dims4()?;
     let d = d
         .permute((2, 0, 1, 3))?
         .contiguous()?
         .reshape((p, s, b * dm))?;
-    let g = Tensor::stack(grads, 0)?; // [R, b, p, dm]
-    let r = g.dim(0)?;
-    let g = g
-        .permute((2, 1, 3, 0))?
-        .contiguous()?
-        .reshape((p, b * dm, r))?;
-    Ok(d.matmul(&g)?)
+    Ok(d.matmul(g)?)
 }
 
 /// Σ over rows and d_model of `a · b`, per position: `[p]` as f64.
@@ -438,16 +442,30 @@ pub fn attribute(
         p,
         per_pos: vec![0.0; graph.len() * p],
     };
+    let matrix_of = |grads: &BTreeMap<Receiver, Tensor>| -> Result<Tensor> {
+        grad_matrix(
+            &receivers
+                .iter()
+                .map(|r| grads[r].clone())
+                .collect::<Vec<_>>(),
+        )
+    };
+    // Every group but EAP-IG (activations)'s reads the same gradients: lay them out once.
+    let shared = match opts.method {
+        Method::EapIgAct => None,
+        _ => Some(matrix_of(&qkv_grads)?),
+    };
     for gr in &groups {
         let members: Vec<Node> = senders
             .iter()
             .copied()
             .filter(|u| group_of(*u) == *gr)
             .collect();
-        let grads = &group_grads[gr];
         let d: Vec<Tensor> = members.iter().map(|u| diffs[u].clone()).collect();
-        let g: Vec<Tensor> = receivers.iter().map(|r| grads[r].clone()).collect();
-        let m = score_matrix(&d, &g)?;
+        let m = match &shared {
+            Some(g) => score_matrix(&d, g)?,
+            None => score_matrix(&d, &matrix_of(&group_grads[gr])?)?,
+        };
         fill.add_edges(&m, &members, &receivers, cfg)?;
     }
     for (i, e) in graph.edges().iter().enumerate() {

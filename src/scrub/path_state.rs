@@ -10,6 +10,7 @@
 use super::hypothesis::Hypothesis;
 use crate::error::{Error, Result};
 use crate::graph::{Node, Receiver};
+use std::collections::BTreeMap;
 
 /// How far a matcher has got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -150,5 +151,57 @@ impl PathState {
         };
         s.normalise(h);
         Ok(s)
+    }
+
+    /// Take the edge `sender → receiver` at every position of `n` rows of `pos` positions:
+    /// the states below it, each with the row-major `[n, pos]` mask of the positions that lead
+    /// there (`None` when every position leads to the one state). Positions are told apart
+    /// only by the matchers whose outcome for this sender depends on them.
+    pub fn step_at_positions(
+        &self,
+        h: &Hypothesis,
+        receiver: Receiver,
+        sender: Node,
+        n: usize,
+        pos: usize,
+    ) -> Result<Vec<(PathState, Option<Vec<bool>>)>> {
+        let positional: Vec<usize> = self
+            .active
+            .iter()
+            .chain(&self.shadow)
+            .map(|&(m, _)| m)
+            .filter(|&m| {
+                h.nodes[m]
+                    .matcher
+                    .as_ref()
+                    .is_some_and(|mm| mm.at.is_some() && mm.to.contains(&sender))
+            })
+            .collect();
+        if positional.is_empty() {
+            return Ok(vec![(self.step(h, receiver, sender, &|_| true)?, None)]);
+        }
+        let mut groups: BTreeMap<Vec<bool>, Vec<bool>> = BTreeMap::new();
+        for b in 0..n {
+            for p in 0..pos {
+                let sig: Vec<bool> = positional
+                    .iter()
+                    .map(|&m| h.nodes[m].matcher.as_ref().is_some_and(|mm| mm.at_ok(b, p)))
+                    .collect();
+                groups.entry(sig).or_insert_with(|| vec![false; n * pos])[b * pos + p] = true;
+            }
+        }
+        let single = groups.len() == 1;
+        let mut targets = Vec::with_capacity(groups.len());
+        for (sig, mask) in groups {
+            let at_ok = |m: usize| {
+                positional
+                    .iter()
+                    .position(|&x| x == m)
+                    .is_none_or(|i| sig[i])
+            };
+            let next = self.step(h, receiver, sender, &at_ok)?;
+            targets.push((next, if single { None } else { Some(mask) }));
+        }
+        Ok(targets)
     }
 }

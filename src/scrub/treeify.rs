@@ -92,49 +92,7 @@ impl Plan {
             for r in receivers_of(comp, cfg) {
                 let mut rs = Vec::new();
                 for u in senders(&r, cfg) {
-                    // Matchers whose outcome for this sender depends on the position.
-                    let positional: Vec<usize> = state
-                        .active
-                        .iter()
-                        .chain(&state.shadow)
-                        .map(|&(m, _)| m)
-                        .filter(|&m| {
-                            h.nodes[m]
-                                .matcher
-                                .as_ref()
-                                .is_some_and(|mm| mm.at.is_some() && mm.to.contains(&u))
-                        })
-                        .collect();
-                    let mut targets = Vec::new();
-                    if positional.is_empty() {
-                        let next = state.step(h, r, u, &|_| true)?;
-                        targets.push((next, None));
-                    } else {
-                        let mut groups: BTreeMap<Vec<bool>, Vec<bool>> = BTreeMap::new();
-                        for b in 0..n {
-                            for p in 0..pos {
-                                let sig: Vec<bool> = positional
-                                    .iter()
-                                    .map(|&m| {
-                                        h.nodes[m].matcher.as_ref().is_some_and(|mm| mm.at_ok(b, p))
-                                    })
-                                    .collect();
-                                groups.entry(sig).or_insert_with(|| vec![false; n * pos])
-                                    [b * pos + p] = true;
-                            }
-                        }
-                        let single = groups.len() == 1;
-                        for (sig, mask) in groups {
-                            let at_ok = |m: usize| {
-                                positional
-                                    .iter()
-                                    .position(|&x| x == m)
-                                    .is_none_or(|i| sig[i])
-                            };
-                            let next = state.step(h, r, u, &at_ok)?;
-                            targets.push((next, if single { None } else { Some(mask) }));
-                        }
-                    }
+                    let targets = state.step_at_positions(h, r, u, n, pos)?;
                     let mut route = Route {
                         sender: u,
                         targets: Vec::new(),

@@ -7,12 +7,15 @@ use circuitscope::acdc::{roc::read_truth, Ablation, Precision, Prepared};
 use circuitscope::attribution::faithfulness::{
     ks_for_fractions, Curve, CurvePoint, Faithfulness, MIB_FRACTIONS,
 };
+use circuitscope::attribution::hypothesis::kept_edges;
 use circuitscope::attribution::output::{read_json, read_scores, recorded_setup};
 use circuitscope::attribution::{plot, Config};
 use circuitscope::data::TaskSpec;
 use circuitscope::error::write_atomic;
 use circuitscope::metric::Metric;
 use circuitscope::model::{resolve::resolve_model, Model};
+use circuitscope::scrub::experiment::prepare;
+use circuitscope::scrub::hypothesis::parse_file;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use std::path::PathBuf;
@@ -24,13 +27,16 @@ const EXAMPLES: &str = "Examples:
   circuitscope faithfulness --config configs/attribution/toy-ioi.ron --circuit edges.json \\
       --ablation mean --out runs/faith-mean
   circuitscope faithfulness --scores runs/eap/scores.json --ks 1,5,10,20,50 --out runs/f
+  circuitscope faithfulness --config configs/attribution/toy-induction.ron \
+      --hypothesis hypotheses/toy/induction-refined.ron --out runs/faith-hyp
 
 Every edge outside the circuit is ablated as ACDC ablates it; f(C) = (m(C) − m(∅)) / (m(M) −
 m(∅)). A --scores file becomes a curve (its top-k edges for each k, dangling edges pruned; by
 default MIB's sizes 0.1% … 100% of the edges); a --circuit file (ACDC's or attribution's
-circuit.json, or a JSON list of edges such as [\"a0.h1 -> a1.h2.q\", …]) becomes a point. The
+circuit.json, or a JSON list of edges such as [\"a0.h1 -> a1.h2.q\", …]) becomes a point, and
+so does a --hypothesis file: the edges of the paths it does not resample unconditionally. The
 model, data, metric and ablation come from --config, else from the first file's recorded
-setup; flags override them. Writes faithfulness.json, faithfulness.csv and faithfulness.svg.";
+setup (a hypothesis records its model, task and metric); flags override them. Writes faithfulness.json, faithfulness.csv and faithfulness.svg.";
 
 /// Arguments of `circuitscope faithfulness`.
 #[derive(clap::Args, Debug)]
@@ -42,6 +48,9 @@ pub struct FaithfulnessArgs {
     /// A circuit (repeatable): circuit.json of acdc or attribute, or a JSON list of edges.
     #[arg(long, value_name = "FILE")]
     circuit: Vec<PathBuf>,
+    /// A causal-scrubbing hypothesis (repeatable): the edges of the paths it keeps, as a point.
+    #[arg(long, value_name = "FILE.ron")]
+    hypothesis: Vec<PathBuf>,
     /// The setup (an attribution config, RON); default: the first file's recorded setup.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -88,8 +97,8 @@ pub struct FaithfulnessArgs {
 
 /// Run `circuitscope faithfulness`.
 pub fn run(a: &FaithfulnessArgs) -> Result<()> {
-    if a.scores.is_empty() && a.circuit.is_empty() {
-        bail!("nothing to evaluate: give --scores FILE and/or --circuit FILE");
+    if a.scores.is_empty() && a.circuit.is_empty() && a.hypothesis.is_empty() {
+        bail!("nothing to evaluate: give --scores FILE, --circuit FILE or --hypothesis FILE.ron");
     }
     let files = ["faithfulness.json", "faithfulness.csv", "faithfulness.svg"];
     if files.iter().any(|f| a.out.join(f).exists()) && !a.force {
@@ -105,6 +114,12 @@ pub fn run(a: &FaithfulnessArgs) -> Result<()> {
     // The setup: --config, else the first file's recorded one.
     let mut setup = match &a.config {
         Some(p) => Config::load(p)?.acdc(),
+        None if a.scores.is_empty() && a.circuit.is_empty() => {
+            let (h, _) = parse_file(&a.hypothesis[0])?;
+            let mut c = Config::new(&h.model, h.task);
+            c.metric = h.metric;
+            c.acdc()
+        }
         None => {
             let first = a.scores.first().or(a.circuit.first()).context("no input")?;
             let v = read_json(first)?;
@@ -199,6 +214,12 @@ pub fn run(a: &FaithfulnessArgs) -> Result<()> {
             })
             .unwrap_or_else(|| p.display().to_string());
         circuits.push((label, present));
+    }
+    for p in &a.hypothesis {
+        let h = prepare(p, Some(&setup.model))?;
+        let (n, pos) = (h.dataset.len(), h.dataset.max_len());
+        let present = kept_edges(&h.hypothesis, &graph, &prep.model.cfg, n, pos)?;
+        circuits.push((format!("hypothesis {}", h.hypothesis.file.name), present));
     }
     let total = graph.len();
     let ks = match (&a.ks, &a.fractions) {
