@@ -11,7 +11,7 @@ use circuitscope::model::{random, Model};
 use std::time::Instant;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: circuitscope::allocator::Allocator = circuitscope::allocator::Allocator;
 
 fn main() -> circuitscope::Result<()> {
     let cfg = random::gpt2_small_config();

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: circuitscope::allocator::Allocator = circuitscope::allocator::Allocator;
 
 const CONFIG: &str = r#"{
   "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 151936,

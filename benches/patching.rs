@@ -12,7 +12,7 @@ use circuitscope::model::{random, Model};
 use std::time::Instant;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: circuitscope::allocator::Allocator = circuitscope::allocator::Allocator;
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)

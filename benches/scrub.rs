@@ -18,7 +18,7 @@ use std::path::Path;
 use std::time::Instant;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: circuitscope::allocator::Allocator = circuitscope::allocator::Allocator;
 
 /// Set in the child process that measures peak memory: `MODEL_DIR` and the hypothesis file,
 /// separated by a newline.

@@ -5,6 +5,7 @@
 //! `sweep` runs many ACDC runs and merges them.
 
 pub mod acdc;
+pub mod allocator;
 pub mod analysis;
 pub mod attribution;
 pub mod data;

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 mod sweep;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: circuitscope::allocator::Allocator = circuitscope::allocator::Allocator;
 
 const EXAMPLE: &str = "Examples:
   acdc --config configs/acdc/toy-ioi.ron --out runs/toy-ioi

@@ -6,7 +6,7 @@ use clap::Parser;
 use std::path::PathBuf;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: circuitscope::allocator::Allocator = circuitscope::allocator::Allocator;
 
 /// Test a causal scrubbing hypothesis: resample inputs along the paths it names and report how
 /// much of the model's behaviour it explains.

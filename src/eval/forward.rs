@@ -90,6 +90,9 @@ pub struct Run {
     /// Kept activations.
     pub cache: ActivationCache,
     head_results: RefCell<BTreeMap<(usize, usize), Tensor>>,
+    /// Per layer, [`Model::attn_post_factor`] of this run's `z` (Gemma-2; `None` otherwise),
+    /// computed once for all the layer's heads.
+    post_factors: RefCell<BTreeMap<usize, Option<Tensor>>>,
 }
 
 impl Run {
@@ -104,6 +107,7 @@ impl Run {
             logits: None,
             cache: ActivationCache::new(),
             head_results: RefCell::new(BTreeMap::new()),
+            post_factors: RefCell::new(BTreeMap::new()),
         }
     }
 
@@ -140,7 +144,16 @@ impl Run {
                     .z
                     .get(l)
                     .ok_or_else(|| Error::input(format!("internal: layer {l} was not computed")))?;
-                model.head_result(l, h, z)
+                let cached = self.post_factors.borrow().get(&l).cloned();
+                let factor = match cached {
+                    Some(f) => f,
+                    None => {
+                        let f = model.attn_post_factor(l, z)?;
+                        self.post_factors.borrow_mut().insert(l, f.clone());
+                        f
+                    }
+                };
+                model.head_result(l, h, z, factor.as_ref())
             }
         }
     }
@@ -209,6 +222,11 @@ impl Run {
         for (&(l, h), t) in self.head_results.borrow().iter() {
             if l < attn {
                 out.head_results.borrow_mut().insert((l, h), t.clone());
+            }
+        }
+        for (&l, f) in self.post_factors.borrow().iter() {
+            if l < attn {
+                out.post_factors.borrow_mut().insert(l, f.clone());
             }
         }
         Ok(out)

@@ -387,17 +387,28 @@ impl Model {
     ///
     /// With a post-attention norm (Gemma-2), which is not linear in the heads, a head's output
     /// is its `hook_result` times the norm's factor computed from the whole attention output of
-    /// the run `z` comes from ([`Model::attn_post_factor`]): the heads' outputs then sum exactly
-    /// to the normed attention output of that run, which is what patching an edge swaps.
-    pub fn head_result(&self, layer: usize, head: usize, z: &Tensor) -> Result<Tensor> {
+    /// the run `z` comes from: `post_factor` is [`Model::attn_post_factor`] of the same `layer`
+    /// and `z` (computed once per layer by the caller). The heads' outputs then sum exactly to
+    /// the normed attention output of that run, which is what patching an edge swaps.
+    pub fn head_result(
+        &self,
+        layer: usize,
+        head: usize,
+        z: &Tensor,
+        post_factor: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let blk = &self.w.blocks[layer];
         let (b, p, _, dh) = z.dims4()?;
         let zh = z.narrow(2, head, 1)?.reshape((b * p, dh))?;
         let w = blk.w_o.narrow(0, head, 1)?.squeeze(0)?;
         let r = zh.matmul(&w)?.reshape((b, p, self.cfg.d_model))?;
-        match self.attn_post_factor(layer, z)? {
-            Some(f) => Ok((r * f)?),
-            None => Ok(r),
+        match (post_factor, &blk.ln1_post_w) {
+            (Some(f), Some(_)) => Ok(r.broadcast_mul(f)?),
+            (None, None) => Ok(r),
+            _ => Err(Error::input(format!(
+                "internal: layer {layer}'s post-attention factor given without a post-attention \
+                 norm, or missing with one"
+            ))),
         }
     }
 

@@ -17,7 +17,7 @@ mod train;
 mod util;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: circuitscope::allocator::Allocator = circuitscope::allocator::Allocator;
 
 /// Test and discover circuits inside transformer language models.
 #[derive(Parser)]
