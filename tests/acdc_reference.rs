@@ -21,6 +21,7 @@ fn root() -> PathBuf {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one test scenario: its steps and assertions read in order
 fn same_decisions_and_effects_as_the_reference() {
     let text = std::fs::read_to_string(root().join("tests/fixtures/acdc/reference-gpt2-tiny.json"))
         .unwrap();

@@ -90,6 +90,7 @@ impl Corr {
         }
     }
 
+    #[allow(clippy::too_many_lines)] // the reference's correspondence built literally, node by node
     fn build(n_layers: usize, n_heads: usize, mlp: bool) -> Corr {
         let mut c = Corr {
             graph: vec![],
@@ -277,6 +278,7 @@ impl Brute<'_> {
 
 /// The reference's sweep, literally. Returns the kept edges (as our [`Edge`]s) and the effect
 /// measured for each tested edge.
+#[allow(clippy::too_many_lines)] // the reference's sweep written out literally, as the brute force it is checked against
 fn brute_force(
     prep: &Prepared,
     tau: f64,
@@ -537,6 +539,7 @@ fn sweep_matches_brute_force_zero_ablation() {
 
 /// A head's dropped q input reads exactly the corrupted run's residual stream.
 #[test]
+#[allow(clippy::too_many_lines)] // one test scenario: its steps and assertions read in order
 fn dropped_qkv_edge_is_the_corrupted_residual() {
     let prep = Prepared::new(&config(0.01, Metric::Kl)).unwrap();
     let model = &prep.model;

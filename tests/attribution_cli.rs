@@ -71,6 +71,7 @@ fn tiny() -> String {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one test scenario: its steps and assertions read in order
 fn attribute_then_faithfulness() {
     let tmp = tempfile::tempdir().unwrap();
     let [t, c, a] = token_files(tmp.path());

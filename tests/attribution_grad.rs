@@ -162,6 +162,7 @@ fn accuracy_has_no_gradient() {
 /// Ablated values = clean values + ε · noise: every EAP score is the first-order change of the
 /// metric when that one edge is removed.
 #[test]
+#[allow(clippy::too_many_lines)] // one test scenario: its steps and assertions read in order
 fn eap_scores_are_first_order_edge_effects() {
     let m = model();
     let ds = dataset(&m);

@@ -35,6 +35,7 @@ fn rows(v: &serde_json::Value) -> Vec<Vec<u32>> {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one test scenario: its steps and assertions read in order
 fn eap_and_eap_ig_match_the_references() {
     let text =
         std::fs::read_to_string(root().join("tests/fixtures/attribution/gpt2-tiny.json")).unwrap();

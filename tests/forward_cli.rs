@@ -76,6 +76,7 @@ fn expect_refusal(o: Output, needles: &[&str], out: &Path) {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one table of bad inputs, each with its expected message
 fn bad_input_gets_one_clear_message_and_no_output() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();

@@ -120,6 +120,7 @@ fn cut(model: &Model, clean: &Tensor, base: &Tensor, s: Node, r: Receiver, alt: 
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one test scenario: its steps and assertions read in order
 fn circuit_json_matches_patching_edge_by_edge() {
     let (model, tok) = load();
     let cfg = &model.cfg;

@@ -346,6 +346,31 @@ fn run_step(
     Ok(rep)
 }
 
+/// The log's lines for one step that changed the state: a summary and one line per tested unit.
+fn log_step(log: &mut Log, sweep: &Sweep, state: &SweepState, step_no: usize, rep: StepReport) {
+    let step = sweep.steps[step_no];
+    let c = Counts::of(state);
+    let head = format!(
+        "step {}/{} {step}: tested {}, removed {}, removed untested {}; {} of {} kept; \
+         metric {}",
+        step_no + 1,
+        sweep.steps.len(),
+        rep.tested,
+        rep.removed,
+        rep.untested,
+        c.kept,
+        c.total,
+        state
+            .cur_metric
+            .map_or("-".to_string(), |m| format!("{m:.6e}"))
+    );
+    tracing::info!("{head}");
+    log.line(&head);
+    for l in rep.lines {
+        log.line(&l);
+    }
+}
+
 /// Run (or resume) ACDC into `settings.out`.
 pub fn run(prep: &Prepared, settings: &RunSettings) -> Result<Summary> {
     run_with_progress(prep, settings, &mut |_| {})
@@ -385,39 +410,20 @@ pub fn run_with_progress(
         if settings.stop_after.is_some_and(|k| receivers_now >= k) {
             break;
         }
-        let step = sweep.steps[state.next_step];
         let step_no = state.next_step;
         let rep = run_step(&sweep, &mut state, &mut ev, on_progress)?;
         if !rep.changed {
             continue;
         }
-        tested_now += rep.tested;
-        if rep.tested > 0 {
+        let tested = rep.tested;
+        tested_now += tested;
+        if tested > 0 {
             receivers_now += 1;
         }
-        let c = Counts::of(&state);
-        let head = format!(
-            "step {}/{} {step}: tested {}, removed {}, removed untested {}; {} of {} kept; \
-             metric {}",
-            step_no + 1,
-            sweep.steps.len(),
-            rep.tested,
-            rep.removed,
-            rep.untested,
-            c.kept,
-            c.total,
-            state
-                .cur_metric
-                .map_or("-".to_string(), |m| format!("{m:.6e}"))
-        );
-        tracing::info!("{head}");
-        log.line(&head);
-        for l in rep.lines {
-            log.line(&l);
-        }
+        log_step(&mut log, &sweep, &state, step_no, rep);
         // Steps that only drop the inputs of dead components are a function of the state: a
         // resumed run redoes them, so they need no checkpoint of their own.
-        if rep.tested > 0 {
+        if tested > 0 {
             write_outputs(dir, prep, &sweep, &state, clean_metric)?;
         }
     }

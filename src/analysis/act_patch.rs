@@ -10,7 +10,7 @@
 //! same numbers as a full run at a fraction of the cost.
 
 use super::setup::Setup;
-use super::sweep::{Axis, Sweep};
+use super::sweep::{Axis, LabelledArray};
 use crate::error::{Error, Result};
 use crate::eval::{self, HookName, NameFilter, Patches, Region, Run, RunOptions, Site};
 use candle_core::Tensor;
@@ -211,12 +211,17 @@ fn full(dims: &[usize]) -> Vec<Range<usize>> {
 }
 
 /// Run one activation-patching sweep with default options.
-pub fn act_patch(setup: &Setup, target: ActTarget) -> Result<Sweep> {
+pub fn act_patch(setup: &Setup, target: ActTarget) -> Result<LabelledArray> {
     act_patch_with(setup, target, ActPatchOptions::default())
 }
 
 /// Run one activation-patching sweep.
-pub fn act_patch_with(setup: &Setup, target: ActTarget, opts: ActPatchOptions) -> Result<Sweep> {
+#[allow(clippy::too_many_lines)] // not split yet: its stages share many locals (left open in issue #10)
+pub fn act_patch_with(
+    setup: &Setup,
+    target: ActTarget,
+    opts: ActPatchOptions,
+) -> Result<LabelledArray> {
     let cfg = &setup.model.cfg;
     use ActTarget::*;
     match target {
@@ -267,7 +272,7 @@ pub fn act_patch_with(setup: &Setup, target: ActTarget, opts: ActPatchOptions) -
                 "component",
                 vec!["resid_pre".into(), "attn_out".into(), "mlp_out".into()],
             );
-            Sweep::stack(target.name(), &title(target), axis, &parts)?
+            LabelledArray::stack(target.name(), &title(target), axis, &parts)?
         }
         HeadAllPosEvery | HeadByPosEvery => {
             let by_pos = target == HeadByPosEvery;
@@ -305,7 +310,7 @@ pub fn act_patch_with(setup: &Setup, target: ActTarget, opts: ActPatchOptions) -
                     .map(|s| s.to_string())
                     .collect(),
             );
-            Sweep::stack(target.name(), &title(target), axis, &parts)?
+            LabelledArray::stack(target.name(), &title(target), axis, &parts)?
         }
     };
     sweep.name = format!("act_patch_{}", target.name());
@@ -334,14 +339,19 @@ fn title(t: ActTarget) -> String {
     format!("Activation patching: {}", t.name())
 }
 
-fn layer_pos(setup: &Setup, site: Site, t: ActTarget, opts: ActPatchOptions) -> Result<Sweep> {
+fn layer_pos(
+    setup: &Setup,
+    site: Site,
+    t: ActTarget,
+    opts: ActPatchOptions,
+) -> Result<LabelledArray> {
     let n_layers = setup.model.cfg.n_layers;
     let mut p = Patcher::new(setup, site, opts)?;
     let axes = vec![
         Axis::layers(n_layers),
         Axis::new("pos", setup.pos_labels.clone()),
     ];
-    let mut sweep = Sweep::new(t.name(), &title(t), axes);
+    let mut sweep = LabelledArray::new(t.name(), &title(t), axes);
     for l in 0..n_layers {
         let name = HookName::Block(l, site);
         let dims = p.dims(name)?;
@@ -361,7 +371,7 @@ fn head_vector(
     by_pos: bool,
     t: ActTarget,
     opts: ActPatchOptions,
-) -> Result<Sweep> {
+) -> Result<LabelledArray> {
     let cfg = &setup.model.cfg;
     let mut p = Patcher::new(setup, site, opts)?;
     let mut axes = vec![Axis::layers(cfg.n_layers)];
@@ -369,7 +379,7 @@ fn head_vector(
         axes.push(Axis::new("pos", setup.pos_labels.clone()));
     }
     axes.push(Axis::heads(cfg.n_heads));
-    let mut sweep = Sweep::new(t.name(), &title(t), axes);
+    let mut sweep = LabelledArray::new(t.name(), &title(t), axes);
     let positions: Vec<Option<usize>> = if by_pos {
         (0..setup.seq_len()).map(Some).collect()
     } else {
@@ -396,7 +406,7 @@ fn head_vector(
     Ok(sweep)
 }
 
-fn pattern(setup: &Setup, t: ActTarget, opts: ActPatchOptions) -> Result<Sweep> {
+fn pattern(setup: &Setup, t: ActTarget, opts: ActPatchOptions) -> Result<LabelledArray> {
     let cfg = &setup.model.cfg;
     let mut p = Patcher::new(setup, Site::Pattern, opts)?;
     let n_pos = setup.seq_len();
@@ -409,7 +419,7 @@ fn pattern(setup: &Setup, t: ActTarget, opts: ActPatchOptions) -> Result<Sweep> 
         }
         _ => {}
     }
-    let mut sweep = Sweep::new(t.name(), &title(t), axes);
+    let mut sweep = LabelledArray::new(t.name(), &title(t), axes);
     for l in 0..cfg.n_layers {
         let name = HookName::Block(l, Site::Pattern);
         let dims = p.dims(name)?;

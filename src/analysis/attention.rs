@@ -1,7 +1,7 @@
 //! Attention patterns of chosen heads on chosen prompts, optionally value-weighted: each key
 //! column scaled by the norm of that position's value vector, `a[q, k] · ‖v_k‖` (REMIX).
 
-use super::sweep::{Axis, Sweep};
+use super::sweep::{Axis, LabelledArray};
 use crate::error::{Error, Result};
 use crate::eval::{self, LogitsAt, NameFilter, Patches, RunOptions};
 use crate::model::Model;
@@ -99,7 +99,7 @@ pub fn attention_patterns(
 
 impl AttentionPatterns {
     /// As a sweep `[row, head, query, key]` (positions labelled by index).
-    pub fn to_sweep(&self) -> Sweep {
+    pub fn to_sweep(&self) -> LabelledArray {
         let p = self
             .patterns
             .first()
@@ -118,7 +118,7 @@ impl AttentionPatterns {
             Axis::new("query", pos.clone()),
             Axis::new("key", pos),
         ];
-        let mut s = Sweep::new(
+        let mut s = LabelledArray::new(
             "attention",
             if self.value_weighted {
                 "Value-weighted attention patterns"

@@ -6,7 +6,7 @@
 //! the fraction of names whose own token is among the top-k logits. Attention-only models have
 //! no MLP0: the embedding alone is used.
 
-use super::sweep::{Axis, Sweep};
+use super::sweep::{Axis, LabelledArray};
 use crate::error::{Error, Result};
 use crate::model::Model;
 use candle_core::{DType, Tensor};
@@ -20,7 +20,7 @@ fn top_k(row: &[f64], k: usize) -> Vec<usize> {
 }
 
 /// Copying scores `[sign (positive, negative), layer, head]` for single-token `names`.
-pub fn copying_scores(model: &Model, names: &[u32], k: usize) -> Result<Sweep> {
+pub fn copying_scores(model: &Model, names: &[u32], k: usize) -> Result<LabelledArray> {
     let cfg = &model.cfg;
     if names.is_empty() {
         return Err(Error::input("copying scores need at least one name token"));
@@ -47,7 +47,7 @@ pub fn copying_scores(model: &Model, names: &[u32], k: usize) -> Result<Sweep> {
         Axis::layers(cfg.n_layers),
         Axis::heads(cfg.n_heads),
     ];
-    let mut sweep = Sweep::new(
+    let mut sweep = LabelledArray::new(
         "copying_scores",
         &format!("Copying scores of the heads' OV circuits (top {k})"),
         axes,

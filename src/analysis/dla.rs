@@ -13,7 +13,7 @@
 //!   `resid_post`.
 
 use super::setup::Setup;
-use super::sweep::{Axis, Sweep};
+use super::sweep::{Axis, LabelledArray};
 use crate::error::{Error, Result};
 use crate::eval::{NameFilter, Run};
 use crate::graph::Node;
@@ -111,7 +111,7 @@ impl<'s, 'm> Attrib<'s, 'm> {
     }
 }
 
-fn add_notes(sweep: &mut Sweep, setup: &Setup, how: &str) {
+fn add_notes(sweep: &mut LabelledArray, setup: &Setup, how: &str) {
     sweep.note("metric", setup.metric.to_string());
     sweep.note("clean_metric", setup.clean_metric);
     sweep.note(
@@ -122,10 +122,10 @@ fn add_notes(sweep: &mut Sweep, setup: &Setup, how: &str) {
 }
 
 /// Direct logit attribution of every head at END: `[layer, head]`.
-pub fn dla_heads(setup: &Setup) -> Result<Sweep> {
+pub fn dla_heads(setup: &Setup) -> Result<LabelledArray> {
     let cfg = &setup.model.cfg;
     let a = Attrib::new(setup, &[])?;
-    let mut sweep = Sweep::new(
+    let mut sweep = LabelledArray::new(
         "dla_heads",
         "Direct logit attribution per head",
         vec![Axis::layers(cfg.n_layers), Axis::heads(cfg.n_heads)],
@@ -148,7 +148,7 @@ pub fn dla_heads(setup: &Setup) -> Result<Sweep> {
 
 /// Direct logit attribution of the embeddings and every layer's attention and MLP output at
 /// END: `[component]` labelled `embed`, `pos_embed`, `0_attn_out`, `0_mlp_out`, ….
-pub fn dla_layers(setup: &Setup) -> Result<Sweep> {
+pub fn dla_layers(setup: &Setup) -> Result<LabelledArray> {
     let cfg = &setup.model.cfg;
     let names: &[&str] = if cfg.rotary_dim == 0 {
         &["hook_embed", "hook_pos_embed"]
@@ -178,7 +178,7 @@ pub fn dla_layers(setup: &Setup) -> Result<Sweep> {
             values.push(a.attribute(m)?);
         }
     }
-    let mut sweep = Sweep::new(
+    let mut sweep = LabelledArray::new(
         "dla_layers",
         "Direct logit attribution per layer",
         vec![Axis::new("component", labels)],
@@ -195,7 +195,7 @@ pub fn dla_layers(setup: &Setup) -> Result<Sweep> {
 }
 
 /// The logit lens at END: `[resid]` labelled `0_pre`, `0_mid`, …, `final_post`.
-pub fn logit_lens(setup: &Setup) -> Result<Sweep> {
+pub fn logit_lens(setup: &Setup) -> Result<LabelledArray> {
     let cfg = &setup.model.cfg;
     let mid: Vec<String> = (0..cfg.n_layers)
         .map(|l| format!("blocks.{l}.hook_resid_mid"))
@@ -222,7 +222,7 @@ pub fn logit_lens(setup: &Setup) -> Result<Sweep> {
     }
     labels.push("final_post".into());
     values.push(lens(&a.run.resid[cfg.n_layers])?);
-    let mut sweep = Sweep::new(
+    let mut sweep = LabelledArray::new(
         "logit_lens",
         "Logit lens: logit difference of the accumulated residual stream",
         vec![Axis::new("resid", labels)],

@@ -23,4 +23,4 @@ pub use dla::{dla_heads, dla_layers, logit_lens};
 pub use mean_ablation::{AblationResult, Circuit, MeanAblation};
 pub use path_patch::{PathMode, PathPatcher, PathResult};
 pub use setup::{Position, Setup};
-pub use sweep::{Axis, Sweep};
+pub use sweep::{Axis, LabelledArray};

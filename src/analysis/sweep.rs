@@ -50,7 +50,7 @@ impl Axis {
 /// A labelled result array (row-major `values`; NaN marks entries that do not exist, e.g. a
 /// sender that cannot reach the receiver).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Sweep {
+pub struct LabelledArray {
     /// Short name, e.g. `act_patch_attn_head_out_by_pos`.
     pub name: String,
     /// A title for pictures.
@@ -64,11 +64,11 @@ pub struct Sweep {
     pub notes: BTreeMap<String, serde_json::Value>,
 }
 
-impl Sweep {
-    /// A sweep filled with NaN.
+impl LabelledArray {
+    /// An array filled with NaN.
     pub fn new(name: &str, title: &str, axes: Vec<Axis>) -> Self {
         let n = axes.iter().map(Axis::len).product();
-        Sweep {
+        LabelledArray {
             name: name.to_string(),
             title: title.to_string(),
             axes,
@@ -119,7 +119,7 @@ impl Sweep {
 
     /// The sweep minus a baseline (e.g. the corrupted metric, so 0 means "no effect"), for
     /// pictures; the title says what was subtracted.
-    pub fn minus(&self, baseline: f64, what: &str) -> Sweep {
+    pub fn minus(&self, baseline: f64, what: &str) -> LabelledArray {
         let mut s = self.clone();
         for v in &mut s.values {
             *v -= baseline;
@@ -130,10 +130,10 @@ impl Sweep {
     }
 
     /// The sub-sweep at index `i` of the first axis (e.g. one panel of a stacked `_every`).
-    pub fn index_first(&self, i: usize) -> Sweep {
+    pub fn index_first(&self, i: usize) -> LabelledArray {
         let inner: usize = self.axes[1..].iter().map(Axis::len).product();
         let label = self.axes[0].labels[i].clone();
-        Sweep {
+        LabelledArray {
             name: format!("{}_{}", self.name, sanitize(&label)),
             title: format!("{} — {}", self.title, label),
             axes: self.axes[1..].to_vec(),
@@ -143,9 +143,9 @@ impl Sweep {
     }
 
     /// The sweep with its axes reordered: new axis `i` is old axis `perm[i]`.
-    pub fn permute(&self, perm: &[usize]) -> Sweep {
+    pub fn permute(&self, perm: &[usize]) -> LabelledArray {
         let axes: Vec<Axis> = perm.iter().map(|&i| self.axes[i].clone()).collect();
-        let mut out = Sweep {
+        let mut out = LabelledArray {
             name: self.name.clone(),
             title: self.title.clone(),
             axes,
@@ -170,7 +170,12 @@ impl Sweep {
     }
 
     /// Stack sweeps of one shape along a new first axis.
-    pub fn stack(name: &str, title: &str, axis: Axis, parts: &[Sweep]) -> Result<Sweep> {
+    pub fn stack(
+        name: &str,
+        title: &str,
+        axis: Axis,
+        parts: &[LabelledArray],
+    ) -> Result<LabelledArray> {
         let Some(first) = parts.first() else {
             return Err(Error::input("nothing to stack"));
         };
@@ -179,7 +184,7 @@ impl Sweep {
         }
         let mut axes = vec![axis];
         axes.extend(first.axes.iter().cloned());
-        Ok(Sweep {
+        Ok(LabelledArray {
             name: name.to_string(),
             title: title.to_string(),
             axes,
@@ -216,7 +221,7 @@ impl Sweep {
     }
 
     /// Write `path` (safetensors: the values as f32 under `key`) and the same name with
-    /// `.json` (`{key: description}`, see [`Sweep::to_json`]), both atomically.
+    /// `.json` (`{key: description}`, see [`LabelledArray::to_json`]), both atomically.
     pub fn save(&self, path: &Path, key: &str) -> Result<()> {
         save_sweeps(path, &[(key, self)])
     }
@@ -224,7 +229,7 @@ impl Sweep {
 
 /// Write several sweeps into one safetensors file (f32, one tensor per key) and a JSON file
 /// beside it (same name, `.json`: `{key: description}`), both atomically.
-pub fn save_sweeps(path: &Path, sweeps: &[(&str, &Sweep)]) -> Result<()> {
+pub fn save_sweeps(path: &Path, sweeps: &[(&str, &LabelledArray)]) -> Result<()> {
     let f32s: Vec<Vec<f32>> = sweeps
         .iter()
         .map(|(_, s)| s.values.iter().map(|&v| v as f32).collect())

@@ -10,6 +10,7 @@ const COLOURS: [&str; 8] = [
 ];
 
 /// The plot: `curves` as lines, `points` (label, point) as diamonds.
+#[allow(clippy::too_many_lines)] // not split yet: its stages share many locals (left open in issue #10)
 pub fn svg(
     title: &str,
     total_edges: usize,

@@ -264,6 +264,7 @@ fn mean_grads(runs: &[BTreeMap<Receiver, Tensor>]) -> Result<BTreeMap<Receiver, 
 /// Score every edge of the graph (and, for AtP, every node).
 ///
 /// `progress(done, total)` is called after each forward/backward pass.
+#[allow(clippy::too_many_lines)] // not split yet: its stages share many locals (left open in issue #10)
 pub fn attribute(
     inp: &Inputs,
     opts: &Options,

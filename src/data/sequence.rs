@@ -133,10 +133,51 @@ pub fn generate(kind: SequenceKind, opts: &SequenceOptions, tok: &Tokenizer) -> 
             items.len() - 1
         )));
     }
+    let starts = usable_starts(kind, opts, tok, &items)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    // A seeded partial shuffle picks n distinct starts.
+    let mut pool = starts.clone();
+    for i in 0..opts.n {
+        let j = rng.random_range(i..pool.len());
+        pool.swap(i, j);
+    }
+    let bos = if opts.prepend_bos {
+        Some(tok.bos_token_id().ok_or_else(|| {
+            Error::input(format!(
+                "{}: {} has no BOS token; set prepend_bos to false",
+                kind.name(),
+                tok.source().display()
+            ))
+        })?)
+    } else {
+        None
+    };
+    let mut examples = Vec::with_capacity(opts.n);
+    for &start in &pool[..opts.n] {
+        let mut cstart = start;
+        while cstart == start {
+            cstart = starts[rng.random_range(0..starts.len())];
+        }
+        examples.push(example(tok, &items, opts.len, bos, start, cstart));
+    }
+    Ok(Dataset {
+        task: kind.name().to_string(),
+        examples,
+    })
+}
+
+/// The starts whose sequences are all single tokens (the others left out with a warning); an
+/// error when they are too few for `opts.n` prompts and their corruptions.
+fn usable_starts(
+    kind: SequenceKind,
+    opts: &SequenceOptions,
+    tok: &Tokenizer,
+    items: &[String],
+) -> Result<Vec<usize>> {
     let mut starts = Vec::new();
     let mut dropped = Vec::new();
     for s in 0..items.len() - opts.len {
-        if sequence_ids(tok, &items, s, opts.len).is_some() {
+        if sequence_ids(tok, items, s, opts.len).is_some() {
             starts.push(s);
         } else {
             dropped.push(items[s].clone());
@@ -170,63 +211,46 @@ pub fn generate(kind: SequenceKind, opts: &SequenceOptions, tok: &Tokenizer) -> 
             starts.len()
         )));
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
-    // A seeded partial shuffle picks n distinct starts.
-    let mut pool = starts.clone();
-    for i in 0..opts.n {
-        let j = rng.random_range(i..pool.len());
-        pool.swap(i, j);
-    }
-    let bos = if opts.prepend_bos {
-        Some(tok.bos_token_id().ok_or_else(|| {
-            Error::input(format!(
-                "{}: {} has no BOS token; set prepend_bos to false",
-                kind.name(),
-                tok.source().display()
-            ))
-        })?)
-    } else {
-        None
-    };
+    Ok(starts)
+}
+
+/// The example of the sequence at `start`, corrupted by the one at `cstart`.
+fn example(
+    tok: &Tokenizer,
+    items: &[String],
+    len: usize,
+    bos: Option<u32>,
+    start: usize,
+    cstart: usize,
+) -> Example {
     let offset = usize::from(bos.is_some());
-    let mut examples = Vec::with_capacity(opts.n);
-    for &start in &pool[..opts.n] {
-        let mut cstart = start;
-        while cstart == start {
-            cstart = starts[rng.random_range(0..starts.len())];
-        }
-        let ids = sequence_ids(tok, &items, start, opts.len).unwrap_or_default();
-        let cids = sequence_ids(tok, &items, cstart, opts.len).unwrap_or_default();
-        let mut tokens: Vec<u32> = bos.into_iter().collect();
-        tokens.extend_from_slice(&ids[..opts.len]);
-        let mut ctokens: Vec<u32> = bos.into_iter().collect();
-        ctokens.extend_from_slice(&cids[..opts.len]);
-        let prompt = items[start..start + opts.len].join(" ");
-        let cprompt = items[cstart..cstart + opts.len].join(" ");
-        let end = end_position(&tokens);
-        let mut positions = BTreeMap::new();
-        positions.insert("END".to_string(), end);
-        positions.insert("first".to_string(), offset);
-        for k in 0..opts.len {
-            positions.insert(format!("item{k}"), offset + k);
-        }
-        let mut features = BTreeMap::new();
-        features.insert("start".to_string(), items[start].clone());
-        features.insert("answer".to_string(), items[start + opts.len].clone());
-        features.insert("corrupted_start".to_string(), items[cstart].clone());
-        examples.push(Example {
-            prompt,
-            tokens,
-            positions,
-            answer: vec![ids[opts.len]],
-            wrong: vec![cids[opts.len]],
-            features,
-            corrupted_prompt: Some(cprompt),
-            corrupted_tokens: Some(ctokens),
-        });
+    let ids = sequence_ids(tok, items, start, len).unwrap_or_default();
+    let cids = sequence_ids(tok, items, cstart, len).unwrap_or_default();
+    let mut tokens: Vec<u32> = bos.into_iter().collect();
+    tokens.extend_from_slice(&ids[..len]);
+    let mut ctokens: Vec<u32> = bos.into_iter().collect();
+    ctokens.extend_from_slice(&cids[..len]);
+    let prompt = items[start..start + len].join(" ");
+    let cprompt = items[cstart..cstart + len].join(" ");
+    let end = end_position(&tokens);
+    let mut positions = BTreeMap::new();
+    positions.insert("END".to_string(), end);
+    positions.insert("first".to_string(), offset);
+    for k in 0..len {
+        positions.insert(format!("item{k}"), offset + k);
     }
-    Ok(Dataset {
-        task: kind.name().to_string(),
-        examples,
-    })
+    let mut features = BTreeMap::new();
+    features.insert("start".to_string(), items[start].clone());
+    features.insert("answer".to_string(), items[start + len].clone());
+    features.insert("corrupted_start".to_string(), items[cstart].clone());
+    Example {
+        prompt,
+        tokens,
+        positions,
+        answer: vec![ids[len]],
+        wrong: vec![cids[len]],
+        features,
+        corrupted_prompt: Some(cprompt),
+        corrupted_tokens: Some(ctokens),
+    }
 }

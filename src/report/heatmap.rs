@@ -3,7 +3,7 @@
 //! row and column (token strings on position axes), a colour bar and a title. A sweep with more
 //! than two axes becomes a grid of panels.
 
-use crate::analysis::{Axis, Sweep};
+use crate::analysis::{Axis, LabelledArray};
 use std::fmt::Write;
 
 /// How values map to colours.
@@ -124,7 +124,7 @@ pub fn fmt_num(v: f64) -> String {
 /// Split a sweep into 2-D panels: 1-D → one row; 2-D → itself; 3-D → one panel per head when
 /// there is a `head` axis beside a `layer` axis (so each panel is layer × position), else one
 /// per index of the first axis; 4-D → one per index of the first two axes.
-pub fn panels(s: &Sweep) -> Vec<Panel> {
+pub fn panels(s: &LabelledArray) -> Vec<Panel> {
     let shape = s.shape();
     match shape.len() {
         0 => vec![],
@@ -174,7 +174,7 @@ pub fn panels(s: &Sweep) -> Vec<Panel> {
             let mut out = Vec::new();
             for a in 0..shape[0] {
                 for b in 0..shape[1] {
-                    let sub = Sweep {
+                    let sub = LabelledArray {
                         name: s.name.clone(),
                         title: String::new(),
                         axes: s.axes[2..].to_vec(),
@@ -272,7 +272,6 @@ fn draw_panel(
     vmax: f64,
 ) -> (f64, f64) {
     let g = geom(p);
-    let nr = p.rows.len();
     let nc = p.cols.len();
     let _ = writeln!(out, r#"<g transform="translate({x0:.1},{y0:.1})">"#);
     if !p.title.is_empty() {
@@ -283,6 +282,16 @@ fn draw_panel(
             esc(&p.title)
         );
     }
+    draw_cells(out, p, &g, scale, vmax);
+    draw_labels(out, p, &g);
+    out.push_str("</g>\n");
+    (g.width, g.height)
+}
+
+/// A panel's cells: a coloured rectangle each, with a tooltip, and the value when it fits.
+fn draw_cells(out: &mut String, p: &Panel, g: &Geom, scale: Scale, vmax: f64) {
+    let nr = p.rows.len();
+    let nc = p.cols.len();
     let show_values = g.cell_w >= 34.0 && g.cell_h >= 16.0 && nr * nc <= 900;
     for i in 0..nr {
         for j in 0..nc {
@@ -318,6 +327,12 @@ fn draw_panel(
             out.push('\n');
         }
     }
+}
+
+/// A panel's row and column labels and its axis names.
+fn draw_labels(out: &mut String, p: &Panel, g: &Geom) {
+    let nr = p.rows.len();
+    let nc = p.cols.len();
     // row labels
     for (i, l) in p.rows.labels.iter().enumerate() {
         let _ = writeln!(
@@ -357,8 +372,6 @@ fn draw_panel(
             esc(&p.rows.name)
         );
     }
-    out.push_str("</g>\n");
-    (g.width, g.height)
 }
 
 fn draw_colour_bar(out: &mut String, x: f64, y: f64, h: f64, scale: Scale, vmax: f64) {
@@ -447,6 +460,6 @@ pub fn panels_svg(title: &str, panels: &[Panel], scale: Scale) -> String {
 }
 
 /// A sweep as a labelled heatmap (diverging colour map centred at zero).
-pub fn sweep_svg(s: &Sweep) -> String {
+pub fn sweep_svg(s: &LabelledArray) -> String {
     panels_svg(&s.title, &panels(s), Scale::Diverging(None))
 }

@@ -3,7 +3,7 @@
 //! are inline, so the file opens anywhere (and in headless Chromium for the screenshot check).
 
 use super::heatmap::{esc, fmt_num, panels_svg, sweep_svg, Panel, Scale};
-use crate::analysis::{Axis, Sweep};
+use crate::analysis::{Axis, LabelledArray};
 use crate::error::{write_atomic, Result};
 use std::fmt::Write;
 use std::path::Path;
@@ -95,7 +95,7 @@ impl Report {
     }
 
     /// A sweep: its heatmap and its notes.
-    pub fn sweep(&mut self, s: &Sweep) {
+    pub fn sweep(&mut self, s: &LabelledArray) {
         self.heading(&s.title);
         let shape: Vec<String> = s
             .axes

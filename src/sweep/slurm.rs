@@ -62,6 +62,7 @@ fn checked(flag: &str, v: &str) -> Result<String> {
 
 /// Write `DIR/slurm/array.sh` for the points that are not done; `binary` is the `acdc`
 /// executable the tasks run.
+#[allow(clippy::too_many_lines)] // not split yet: its stages share many locals (left open in issue #10)
 pub fn write_script(folder: &SweepFolder, res: &SlurmResources, binary: &Path) -> Result<Script> {
     let indices: Vec<usize> = folder
         .points()

@@ -168,6 +168,7 @@ fn tensor(v: Vec<f64>, shape: &[usize]) -> Result<Tensor> {
 
 /// Build the model.
 #[allow(clippy::needless_range_loop)] // several arrays share the index
+#[allow(clippy::too_many_lines)] // one hand-derived construction: the LayerNorm scales (s0, s1, sf, root) set every block's weights
 pub fn build(spec: &InductionSpec) -> Result<BuiltInduction> {
     let v = spec.n_tokens + 2;
     let n = spec.n_ctx;

@@ -17,17 +17,31 @@ fn split_row(name: &str, m: &SplitMetrics) -> String {
     )
 }
 
-/// The model card of a model trained on IOI.
+/// The model card of a model trained on IOI: title and how to reproduce it, the model, its
+/// training, its metrics, the config.
 pub fn ioi_model_card(
     cfg: &TrainConfig,
     mcfg: &ModelConfig,
     task: &IoiTask,
     out: &TrainOutcome,
 ) -> String {
-    let TrainTask::Ioi(ioi) = &cfg.task;
-    let m = &out.metrics;
-    let n_params = mcfg.n_params() + mcfg.n_ctx * mcfg.d_model;
     let mut s = String::new();
+    intro(&mut s, cfg);
+    model_section(&mut s, mcfg, out);
+    training_section(&mut s, cfg, task, out);
+    metrics_section(&mut s, cfg, task, out);
+    s.push_str(
+        "`tests/toys_ioi.rs` re-evaluates this folder on a fresh evaluation set and checks \
+         these numbers within the tolerances stated there.\n\n",
+    );
+    s.push_str("## Config\n\n```ron\n");
+    s.push_str(&config_ron(cfg));
+    s.push_str("\n```\n");
+    s
+}
+
+/// The card's title, what the model is and how to reproduce it.
+fn intro(s: &mut String, cfg: &TrainConfig) {
     s.push_str(&format!("# {}\n\n", cfg.name));
     s.push_str(
         "A small GPT-2 (Hugging Face `GPT2LMHeadModel` layout) trained from scratch by \
@@ -46,6 +60,11 @@ pub fn ioi_model_card(
          initialisation are drawn from seeded ChaCha8 streams; the optimiser is a fixed \
          sequence of element-wise operations). `metrics.json` holds every number below.\n\n",
     );
+}
+
+/// The card's model table.
+fn model_section(s: &mut String, mcfg: &ModelConfig, out: &TrainOutcome) {
+    let n_params = mcfg.n_params() + mcfg.n_ctx * mcfg.d_model;
     s.push_str("## Model\n\n");
     s.push_str(&format!(
         "| | |\n|---|---|\n| layers | {} |\n| d_model | {} |\n| heads | {} (d_head {}) |\n\
@@ -61,6 +80,11 @@ pub fn ioi_model_card(
         n_params,
         out.weights_sha256
     ));
+}
+
+/// The card's training table and its training and held-out prompts.
+fn training_section(s: &mut String, cfg: &TrainConfig, task: &IoiTask, out: &TrainOutcome) {
+    let TrainTask::Ioi(ioi) = &cfg.task;
     s.push_str("## Training\n\n");
     s.push_str(&format!(
         "| | |\n|---|---|\n| seed | {} |\n| steps | {} |\n| batch | {} prompts |\n\
@@ -92,6 +116,12 @@ pub fn ioi_model_card(
         100.0 * ioi.heldout_pairs,
         ioi.split_seed
     ));
+}
+
+/// The card's metrics: the splits, the ABC corruption, the untrained names.
+fn metrics_section(s: &mut String, cfg: &TrainConfig, task: &IoiTask, out: &TrainOutcome) {
+    let TrainTask::Ioi(ioi) = &cfg.task;
+    let m = &out.metrics;
     s.push_str("## Metrics\n\n");
     s.push_str(&format!(
         "Evaluated on {} fresh prompts per split (eval seed {}). Logit difference = logit(IO) − \
@@ -127,14 +157,6 @@ pub fn ioi_model_card(
             ioi.untrained_names.unwrap_or_default()
         ));
     }
-    s.push_str(
-        "`tests/toys_ioi.rs` re-evaluates this folder on a fresh evaluation set and checks \
-         these numbers within the tolerances stated there.\n\n",
-    );
-    s.push_str("## Config\n\n```ron\n");
-    s.push_str(&config_ron(cfg));
-    s.push_str("\n```\n");
-    s
 }
 
 /// The config as RON (for the card).

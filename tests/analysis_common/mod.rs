@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use candle_core::{DType, Device, Tensor};
-use circuitscope::analysis::{Setup, Sweep};
+use circuitscope::analysis::{LabelledArray, Setup};
 use circuitscope::metric::Metric;
 use circuitscope::model::Model;
 use std::collections::HashMap;
@@ -86,7 +86,7 @@ impl Fixture {
 }
 
 /// Largest absolute difference between a sweep and a fixture tensor of the same shape.
-pub fn max_diff(sweep: &Sweep, expected: &(Vec<usize>, Vec<f64>)) -> f64 {
+pub fn max_diff(sweep: &LabelledArray, expected: &(Vec<usize>, Vec<f64>)) -> f64 {
     assert_eq!(sweep.shape(), expected.0, "{}: shape", sweep.name);
     sweep
         .values

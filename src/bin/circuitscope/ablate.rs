@@ -5,7 +5,7 @@ use crate::inputs::{setup_facts, InputArgs, Loaded, OutputArgs};
 use anyhow::{bail, Result};
 use candle_core::Tensor;
 use circuitscope::analysis::mean_ablation::template_groups;
-use circuitscope::analysis::{AblationResult, Axis, Circuit, MeanAblation, Setup, Sweep};
+use circuitscope::analysis::{AblationResult, Axis, Circuit, LabelledArray, MeanAblation, Setup};
 use circuitscope::data::{JsonlOptions, Side};
 use circuitscope::experiment::{padded_tensor, PAD};
 use circuitscope::graph::Node;
@@ -147,7 +147,7 @@ fn print_result(res: &AblationResult) {
 }
 
 /// The result as a one-axis sweep (for --out), with the result and the circuit as notes.
-fn result_sweep(res: &AblationResult, circuit: &Circuit) -> Result<Sweep> {
+fn result_sweep(res: &AblationResult, circuit: &Circuit) -> Result<LabelledArray> {
     let mut labels = vec![
         "F(M)".to_string(),
         "F(C)".into(),
@@ -162,7 +162,7 @@ fn result_sweep(res: &AblationResult, circuit: &Circuit) -> Result<Sweep> {
         labels.push(format!("F(M∖{{{k}}})"));
         values.push(c.model_minus_k);
     }
-    let mut sweep = Sweep::new(
+    let mut sweep = LabelledArray::new(
         "mean_ablation",
         "Mean-ablation circuit: faithfulness and completeness",
         vec![Axis::new("quantity", labels)],

@@ -74,6 +74,7 @@ pub struct DataArgs {
 }
 
 /// Build the task specification the arguments describe.
+#[allow(clippy::too_many_lines)] // one arm per task: each maps its flags onto its options
 pub fn task_spec(args: &DataArgs) -> anyhow::Result<TaskSpec> {
     let name = args.task.as_deref().unwrap_or("ioi");
     let mut spec = TaskSpec::default_for(name)?;

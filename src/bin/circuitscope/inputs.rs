@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Context, Result};
 use circuitscope::analysis::sweep::save_sweeps;
-use circuitscope::analysis::{Setup, Sweep};
+use circuitscope::analysis::{LabelledArray, Setup};
 use circuitscope::data::{Dataset, JsonlOptions, TaskSpec};
 use circuitscope::metric::Metric;
 use circuitscope::model::{resolve::resolve_model, Model};
@@ -89,7 +89,7 @@ impl OutputArgs {
 
     /// Write sweeps: the tensors (under their keys) with the JSON description, the heatmaps
     /// (one SVG per sweep; with several, `NAME-KEY.svg`), and the report.
-    pub fn write(&self, sweeps: &[(&str, &Sweep)], report: &mut Report) -> Result<()> {
+    pub fn write(&self, sweeps: &[(&str, &LabelledArray)], report: &mut Report) -> Result<()> {
         self.write_pictures(sweeps, sweeps, report)
     }
 
@@ -97,8 +97,8 @@ impl OutputArgs {
     /// means no effect).
     pub fn write_pictures(
         &self,
-        sweeps: &[(&str, &Sweep)],
-        pictures: &[(&str, &Sweep)],
+        sweeps: &[(&str, &LabelledArray)],
+        pictures: &[(&str, &LabelledArray)],
         report: &mut Report,
     ) -> Result<()> {
         if let Some(out) = &self.out {
@@ -286,7 +286,7 @@ pub fn setup_facts(s: &Setup, model: &str) -> Vec<(&'static str, String)> {
 }
 
 /// Print the largest entries of a sweep (by distance from `baseline`).
-pub fn print_top(s: &Sweep, baseline: f64, n: usize) {
+pub fn print_top(s: &LabelledArray, baseline: f64, n: usize) {
     let shape = s.shape();
     let mut idx: Vec<usize> = (0..s.values.len())
         .filter(|&i| s.values[i].is_finite())

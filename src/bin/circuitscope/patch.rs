@@ -4,7 +4,9 @@
 use crate::inputs::{print_top, setup_facts, InputArgs, OutputArgs};
 use anyhow::Result;
 use circuitscope::analysis::path_patch::{mask_for, parse_receivers, parse_senders};
-use circuitscope::analysis::{act_patch, ActTarget, PathMode, PathPatcher, Position, Sweep};
+use circuitscope::analysis::{
+    act_patch, ActTarget, LabelledArray, PathMode, PathPatcher, Position,
+};
 use circuitscope::report::html::Report;
 
 /// Arguments of `circuitscope patch`.
@@ -203,7 +205,7 @@ fn run_path(a: &PathArgs) -> Result<()> {
         setup.clean_metric, setup.corrupted_metric, r.metric, r.change, r.normalized, r.edges
     );
     let names = |v: Vec<String>| serde_json::Value::from(v);
-    let mut sweep = Sweep::new(
+    let mut sweep = LabelledArray::new(
         "path_patch",
         "Path patching",
         vec![circuitscope::analysis::Axis::new(

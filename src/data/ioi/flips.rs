@@ -154,88 +154,113 @@ pub(super) fn apply_flip(
         Flip::S2 => out[*b.last().unwrap_or(&b[0])] = pick_other(rng, names, &present)?,
         Flip::S2ToIo => out[*b.last().unwrap_or(&b[0])] = inst.io.clone(),
         Flip::Order => out.swap(a[0], b[0]),
-        Flip::SPlus1 => {
-            // The literal right after the first S.
-            let mut seen = 0;
-            let mut target = None;
-            for (pi, p) in pieces.iter().enumerate() {
-                if let Piece::Slot(Slot::Name(_)) = p {
-                    if seen == b[0] {
-                        target = Some(pi + 1);
-                        break;
-                    }
-                    seen += 1;
-                }
-            }
-            let Some(Piece::Lit(next)) = target.and_then(|i| pieces.get_mut(i)) else {
-                return Err(Error::input(format!(
-                    "flip S+1->RAND needs text after the first subject in template '{}'",
-                    t.id
-                )));
-            };
-            if let Some(rest) = next.strip_prefix(" and ") {
-                let repl = ["with one friend named", "accompanied by"][rng.random_range(0..2)];
-                *next = format!(" {repl} {rest}");
-            } else {
-                *next = format!(", after a great day,{next}");
-            }
-        }
-        Flip::Prefix => {
-            let bos = "<|endoftext|>";
-            match pieces.first_mut() {
-                Some(Piece::Lit(first)) => {
-                    let (lead, body) = match first.strip_prefix(bos) {
-                        Some(b) => (bos, b.to_string()),
-                        None => ("", first.clone()),
-                    };
-                    *first = if let Some(rest) = body.strip_prefix("The ") {
-                        format!("{lead}After the lunch, the {rest}")
-                    } else {
-                        let p = PREFIXES[rng.random_range(0..PREFIXES.len())];
-                        format!("{lead}{p} ")
-                    };
-                }
-                _ => {
-                    let p = PREFIXES[rng.random_range(0..PREFIXES.len())];
-                    pieces.insert(0, Piece::Lit(format!("{p} ")));
-                }
-            }
-        }
-        Flip::Pattern(parts) => {
-            let len = parts[0].0.len();
-            if t.letters.len() < len {
-                return Err(Error::input(format!(
-                    "IOI flip '{spec}' rewrites {len} names but template '{}' has only {}",
-                    t.id,
-                    t.letters.len()
-                )));
-            }
-            let key: Vec<char> = t.letters[..len].to_vec();
-            let Some((l, r)) = parts.iter().find(|(l, _)| *l == key) else {
-                let k: String = key.iter().collect();
-                return Err(Error::input(format!(
-                    "IOI flip '{spec}' has no part for prompts whose names run {k} (template \
-                     '{}'); add a part '{k}->…' (e.g. \"ABB->XYZ, BAB->XYZ\" covers ABBA and BABA)",
-                    t.id
-                )));
-            };
-            let mut map: BTreeMap<char, String> = BTreeMap::new();
-            for (i, &c) in l.iter().enumerate() {
-                map.insert(c, inst.names[i].clone());
-            }
-            let mut used: Vec<String> = inst.names.clone();
-            for &c in r {
-                if let std::collections::btree_map::Entry::Vacant(slot) = map.entry(c) {
-                    let used_ref: Vec<&str> = used.iter().map(String::as_str).collect();
-                    let x = pick_other(rng, names, &used_ref)?;
-                    used.push(x.clone());
-                    slot.insert(x);
-                }
-            }
-            for (i, c) in r.iter().enumerate() {
-                out[i] = map[c].clone();
-            }
-        }
+        Flip::SPlus1 => after_first_subject(&mut pieces, b[0], t, rng)?,
+        Flip::Prefix => add_prefix(&mut pieces, rng),
+        Flip::Pattern(parts) => rewrite_pattern(parts, spec, t, inst, names, rng, &mut out)?,
     }
     Ok((pieces, out))
+}
+
+/// Flip `S+1->RAND`: rewrite the literal right after the first subject (`b0`: its name slot).
+fn after_first_subject(
+    pieces: &mut [Piece],
+    b0: usize,
+    t: &Template,
+    rng: &mut ChaCha8Rng,
+) -> Result<()> {
+    // The literal right after the first S.
+    let mut seen = 0;
+    let mut target = None;
+    for (pi, p) in pieces.iter().enumerate() {
+        if let Piece::Slot(Slot::Name(_)) = p {
+            if seen == b0 {
+                target = Some(pi + 1);
+                break;
+            }
+            seen += 1;
+        }
+    }
+    let Some(Piece::Lit(next)) = target.and_then(|i| pieces.get_mut(i)) else {
+        return Err(Error::input(format!(
+            "flip S+1->RAND needs text after the first subject in template '{}'",
+            t.id
+        )));
+    };
+    if let Some(rest) = next.strip_prefix(" and ") {
+        let repl = ["with one friend named", "accompanied by"][rng.random_range(0..2)];
+        *next = format!(" {repl} {rest}");
+    } else {
+        *next = format!(", after a great day,{next}");
+    }
+    Ok(())
+}
+
+/// Flip `PREFIX`: a prefix sentence before the prompt (after its BOS).
+fn add_prefix(pieces: &mut Vec<Piece>, rng: &mut ChaCha8Rng) {
+    let bos = "<|endoftext|>";
+    match pieces.first_mut() {
+        Some(Piece::Lit(first)) => {
+            let (lead, body) = match first.strip_prefix(bos) {
+                Some(b) => (bos, b.to_string()),
+                None => ("", first.clone()),
+            };
+            *first = if let Some(rest) = body.strip_prefix("The ") {
+                format!("{lead}After the lunch, the {rest}")
+            } else {
+                let p = PREFIXES[rng.random_range(0..PREFIXES.len())];
+                format!("{lead}{p} ")
+            };
+        }
+        _ => {
+            let p = PREFIXES[rng.random_range(0..PREFIXES.len())];
+            pieces.insert(0, Piece::Lit(format!("{p} ")));
+        }
+    }
+}
+
+/// A pattern flip (`ABB->XYZ, …`): the names rewritten by the part matching the template's
+/// letters, new letters drawn from the names not yet used.
+fn rewrite_pattern(
+    parts: &[(Vec<char>, Vec<char>)],
+    spec: &str,
+    t: &Template,
+    inst: &Instance,
+    names: &[String],
+    rng: &mut ChaCha8Rng,
+    out: &mut [String],
+) -> Result<()> {
+    let len = parts[0].0.len();
+    if t.letters.len() < len {
+        return Err(Error::input(format!(
+            "IOI flip '{spec}' rewrites {len} names but template '{}' has only {}",
+            t.id,
+            t.letters.len()
+        )));
+    }
+    let key: Vec<char> = t.letters[..len].to_vec();
+    let Some((l, r)) = parts.iter().find(|(l, _)| *l == key) else {
+        let k: String = key.iter().collect();
+        return Err(Error::input(format!(
+            "IOI flip '{spec}' has no part for prompts whose names run {k} (template \
+                 '{}'); add a part '{k}->…' (e.g. \"ABB->XYZ, BAB->XYZ\" covers ABBA and BABA)",
+            t.id
+        )));
+    };
+    let mut map: BTreeMap<char, String> = BTreeMap::new();
+    for (i, &c) in l.iter().enumerate() {
+        map.insert(c, inst.names[i].clone());
+    }
+    let mut used: Vec<String> = inst.names.clone();
+    for &c in r {
+        if let std::collections::btree_map::Entry::Vacant(slot) = map.entry(c) {
+            let used_ref: Vec<&str> = used.iter().map(String::as_str).collect();
+            let x = pick_other(rng, names, &used_ref)?;
+            used.push(x.clone());
+            slot.insert(x);
+        }
+    }
+    for (i, c) in r.iter().enumerate() {
+        out[i] = map[c].clone();
+    }
+    Ok(())
 }

@@ -39,63 +39,115 @@ pub(super) fn distinct_prompts(
     total
 }
 
-/// Generate an IOI dataset.
+/// Generate an IOI dataset: the templates and the words they need, distinct prompts drawn
+/// from a seeded stream, then the examples with their corrupted prompts.
 pub fn generate(opts: &IoiOptions, tok: &Tokenizer) -> Result<Dataset> {
     let templates = select_templates(opts)?;
     let flip = opts.flip.as_deref().map(parse_flip).transpose()?;
     if opts.n == 0 {
         return Err(Error::input("IOI: n is 0; ask for at least one prompt"));
     }
-    let names = single_token_words(tok, opts.names.names(), "names");
-    let places = single_token_words(tok, &PLACES, "places");
-    let objects = single_token_words(tok, &OBJECTS, "objects");
-    let need_names = templates
-        .iter()
-        .map(Template::distinct_names)
-        .max()
-        .unwrap_or(2);
-    if names.len() < need_names
-        || (places.is_empty() && templates.iter().any(|t| t.has(Slot::Place)))
-        || (objects.is_empty() && templates.iter().any(|t| t.has(Slot::Object)))
-    {
-        return Err(Error::input(format!(
-            "IOI: too few single-token words with {}: {} names, {} places, {} objects; the \
-             templates need {need_names} distinct names and one place and object. Use a \
-             tokenizer whose vocabulary has these words",
-            tok.source().display(),
-            names.len(),
-            places.len(),
-            objects.len()
-        )));
+    let words = Words::of(opts, tok, &templates)?;
+    let instances = draw_instances(opts, &templates, &words)?;
+    let mut flip_rng = opts
+        .flip
+        .as_deref()
+        .map(|f| ChaCha8Rng::seed_from_u64(opts.seed ^ fnv1a(f.trim())));
+    let mut examples = Vec::with_capacity(instances.len());
+    for inst in &instances {
+        let t = &templates[inst.template];
+        let mut ex = build_example(tok, t, inst, opts.prepend_bos)?;
+        if let (Some(flip), Some(frng)) = (&flip, flip_rng.as_mut()) {
+            let spec = opts.flip.as_deref().unwrap_or_default();
+            let (pieces, cnames) = apply_flip(flip, spec, t, inst, &words.names, frng)?;
+            let (ctext, _) = render(&pieces, &cnames, &inst.place, &inst.object);
+            let (ctoks, _) = tokenize(tok, &ctext, opts.prepend_bos)?;
+            ex.corrupted_prompt = Some(ctext);
+            ex.corrupted_tokens = Some(ctoks);
+        }
+        examples.push(ex);
     }
-    let available = distinct_prompts(&templates, names.len(), places.len(), objects.len());
-    if opts.n as u128 > available {
-        return Err(Error::input(format!(
-            "IOI: n = {} is larger than the {available} distinct prompts available from {} \
-             template(s), {} names, {} places and {} objects; lower n or use more templates",
-            opts.n,
-            templates.len(),
-            names.len(),
-            places.len(),
-            objects.len()
-        )));
-    }
+    Ok(Dataset {
+        task: "ioi".into(),
+        examples,
+    })
+}
 
+/// The single-token names, places and objects of a tokenizer.
+struct Words {
+    names: Vec<String>,
+    places: Vec<String>,
+    objects: Vec<String>,
+}
+
+impl Words {
+    /// The words `templates` can use with `tok`; an error when they are too few for the
+    /// templates or for `opts.n` distinct prompts.
+    fn of(opts: &IoiOptions, tok: &Tokenizer, templates: &[Template]) -> Result<Words> {
+        let names = single_token_words(tok, opts.names.names(), "names");
+        let places = single_token_words(tok, &PLACES, "places");
+        let objects = single_token_words(tok, &OBJECTS, "objects");
+        let need_names = templates
+            .iter()
+            .map(Template::distinct_names)
+            .max()
+            .unwrap_or(2);
+        if names.len() < need_names
+            || (places.is_empty() && templates.iter().any(|t| t.has(Slot::Place)))
+            || (objects.is_empty() && templates.iter().any(|t| t.has(Slot::Object)))
+        {
+            return Err(Error::input(format!(
+                "IOI: too few single-token words with {}: {} names, {} places, {} objects; the \
+                 templates need {need_names} distinct names and one place and object. Use a \
+                 tokenizer whose vocabulary has these words",
+                tok.source().display(),
+                names.len(),
+                places.len(),
+                objects.len()
+            )));
+        }
+        let available = distinct_prompts(templates, names.len(), places.len(), objects.len());
+        if opts.n as u128 > available {
+            return Err(Error::input(format!(
+                "IOI: n = {} is larger than the {available} distinct prompts available from {} \
+                 template(s), {} names, {} places and {} objects; lower n or use more templates",
+                opts.n,
+                templates.len(),
+                names.len(),
+                places.len(),
+                objects.len()
+            )));
+        }
+        Ok(Words {
+            names,
+            places,
+            objects,
+        })
+    }
+}
+
+/// `opts.n` distinct prompts (by their text), drawn from the seeded stream.
+fn draw_instances(
+    opts: &IoiOptions,
+    templates: &[Template],
+    words: &Words,
+) -> Result<Vec<Instance>> {
+    let (names, places, objects) = (&words.names, &words.places, &words.objects);
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let mut seen = BTreeSet::new();
     let mut instances = Vec::with_capacity(opts.n);
     while instances.len() < opts.n {
         let ti = rng.random_range(0..templates.len());
         let t = &templates[ti];
-        let io = pick(&mut rng, &names).clone();
-        let s = pick_other(&mut rng, &names, &[&io])?;
+        let io = pick(&mut rng, names).clone();
+        let s = pick_other(&mut rng, names, &[&io])?;
         let c = if t.distinct_names() >= 3 {
-            Some(pick_other(&mut rng, &names, &[&io, &s])?)
+            Some(pick_other(&mut rng, names, &[&io, &s])?)
         } else {
             None
         };
-        let place = pick(&mut rng, &places).clone();
-        let object = pick(&mut rng, &objects).clone();
+        let place = pick(&mut rng, places).clone();
+        let object = pick(&mut rng, objects).clone();
         let inst_names = t
             .letters
             .iter()
@@ -119,29 +171,7 @@ pub fn generate(opts: &IoiOptions, tok: &Tokenizer) -> Result<Dataset> {
             instances.push(inst);
         }
     }
-
-    let mut flip_rng = opts
-        .flip
-        .as_deref()
-        .map(|f| ChaCha8Rng::seed_from_u64(opts.seed ^ fnv1a(f.trim())));
-    let mut examples = Vec::with_capacity(instances.len());
-    for inst in &instances {
-        let t = &templates[inst.template];
-        let mut ex = build_example(tok, t, inst, opts.prepend_bos)?;
-        if let (Some(flip), Some(frng)) = (&flip, flip_rng.as_mut()) {
-            let spec = opts.flip.as_deref().unwrap_or_default();
-            let (pieces, cnames) = apply_flip(flip, spec, t, inst, &names, frng)?;
-            let (ctext, _) = render(&pieces, &cnames, &inst.place, &inst.object);
-            let (ctoks, _) = tokenize(tok, &ctext, opts.prepend_bos)?;
-            ex.corrupted_prompt = Some(ctext);
-            ex.corrupted_tokens = Some(ctoks);
-        }
-        examples.push(ex);
-    }
-    Ok(Dataset {
-        task: "ioi".into(),
-        examples,
-    })
+    Ok(instances)
 }
 
 pub(super) fn build_example(
@@ -167,12 +197,48 @@ pub(super) fn build_example(
             }
         }
     }
+    let pos = positions(tok, t, &idx, &tokens)?;
+    let answer = tok.single_token(&format!(" {}", inst.io)).ok_or_else(|| {
+        Error::input(format!(
+            "IOI: the answer ' {}' is not one token with {}",
+            inst.io,
+            tok.source().display()
+        ))
+    })?;
+    let wrong = tok.single_token(&format!(" {}", inst.s)).ok_or_else(|| {
+        Error::input(format!(
+            "IOI: the subject ' {}' is not one token with {}",
+            inst.s,
+            tok.source().display()
+        ))
+    })?;
+    let features = features(t, inst);
+    Ok(Example {
+        prompt: text,
+        tokens,
+        positions: pos,
+        answer: vec![answer],
+        wrong: vec![wrong],
+        features,
+        corrupted_prompt: None,
+        corrupted_tokens: None,
+    })
+}
+
+/// The named positions of a prompt (`IO`, `S1`, `S2`, `END`, …), from its name tokens' indices
+/// `idx` (one per name slot).
+fn positions(
+    tok: &Tokenizer,
+    t: &Template,
+    idx: &[usize],
+    tokens: &[u32],
+) -> Result<BTreeMap<String, usize>> {
     let a = t.occurrences('A');
     let b = t.occurrences('B');
     let io = idx[a[0]];
     let s1 = idx[b[0]];
     let s2 = idx[*b.last().unwrap_or(&b[0])];
-    let end = end_position(&tokens);
+    let end = end_position(tokens);
     let mut pos = BTreeMap::new();
     let mut put = |k: &str, v: usize| {
         pos.insert(k.to_string(), v);
@@ -193,25 +259,16 @@ pub(super) fn build_example(
     if let Some(&c) = t.occurrences('C').first() {
         put("C", idx[c]);
     }
-    let strs = tok.to_str_tokens(&tokens)?;
+    let strs = tok.to_str_tokens(tokens)?;
     let last = |p: &str| strs.iter().rposition(|s| s.trim() == p);
     if let Some(p) = last(".").or_else(|| last(",")) {
         put("punct", p);
     }
-    let answer = tok.single_token(&format!(" {}", inst.io)).ok_or_else(|| {
-        Error::input(format!(
-            "IOI: the answer ' {}' is not one token with {}",
-            inst.io,
-            tok.source().display()
-        ))
-    })?;
-    let wrong = tok.single_token(&format!(" {}", inst.s)).ok_or_else(|| {
-        Error::input(format!(
-            "IOI: the subject ' {}' is not one token with {}",
-            inst.s,
-            tok.source().display()
-        ))
-    })?;
+    Ok(pos)
+}
+
+/// The features of a prompt, for conditional sampling.
+fn features(t: &Template, inst: &Instance) -> BTreeMap<String, String> {
     let mut features = BTreeMap::new();
     features.insert("template".to_string(), t.id.clone());
     features.insert("order".to_string(), t.order());
@@ -226,14 +283,5 @@ pub(super) fn build_example(
     if t.has(Slot::Object) {
         features.insert("object".to_string(), inst.object.clone());
     }
-    Ok(Example {
-        prompt: text,
-        tokens,
-        positions: pos,
-        answer: vec![answer],
-        wrong: vec![wrong],
-        features,
-        corrupted_prompt: None,
-        corrupted_tokens: None,
-    })
+    features
 }

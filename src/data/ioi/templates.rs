@@ -211,83 +211,25 @@ impl Template {
 /// The templates a set of options selects.
 pub(super) fn select_templates(opts: &IoiOptions) -> Result<Vec<Template>> {
     let k = opts.templates;
-    let take = |fam: &str, k: usize| -> Result<Vec<(String, String)>> {
-        let all = family(fam);
-        let k = if k == 0 { all.len() } else { k };
-        if k > all.len() {
-            return Err(Error::input(format!(
-                "templates: {k} but the {fam} family has only {} templates; use at most {}",
-                all.len(),
-                all.len()
-            )));
-        }
-        Ok(all
-            .into_iter()
-            .take(k)
-            .enumerate()
-            .map(|(i, t)| (format!("{fam}-{i}"), t))
-            .collect())
-    };
-    let mixed = |a: &str, b: &str, default: usize| -> Result<Vec<(String, String)>> {
-        let k = if k == 0 { default } else { k };
-        if k < 2 {
-            return Err(Error::input(format!(
-                "templates: {k} is too few for a mixed prompt type (half {a}, half {b}); use at \
-                 least 2"
-            )));
-        }
-        let mut v = take(a, k / 2)?;
-        v.extend(take(b, k / 2)?);
-        Ok(v)
-    };
+    let family_k = |fam: &str| take(fam, k);
+    let mixed_k = |a: &str, b: &str, default: usize| mixed(a, b, k, default);
     let pairs = match &opts.prompt_type {
-        PromptType::Abba => take("abba", k)?,
-        PromptType::Baba => take("baba", k)?,
-        PromptType::Mixed => mixed("baba", "abba", BABA_TEMPLATES.len())?,
-        PromptType::Abc => take("abc", k)?,
-        PromptType::Bac => take("bac", k)?,
-        PromptType::AbcMixed => mixed("abc", "bac", ABC_TEMPLATES.len())?,
-        PromptType::BabaLong => take("baba-long", k)?,
-        PromptType::AbbaLong => take("abba-long", k)?,
-        PromptType::BabaLate => take("baba-late", k)?,
-        PromptType::AbbaLate => take("abba-late", k)?,
-        PromptType::BabaEarly => take("baba-early", k)?,
-        PromptType::AbbaEarly => take("abba-early", k)?,
-        PromptType::RemixAbba => take("remix-abba", k)?,
-        PromptType::RemixBaba => take("remix-baba", k)?,
-        PromptType::RemixMixed => mixed("remix-baba", "remix-abba", 2)?,
-        PromptType::Templates(list) => {
-            if list.is_empty() {
-                return Err(Error::input(
-                    "prompt_type: Templates([]) lists no templates; give template ids such as \
-                     \"baba-0\" (`circuitscope data ioi --list-templates`)",
-                ));
-            }
-            let mut v = Vec::new();
-            for (i, t) in list.iter().enumerate() {
-                if t.contains('[') || t.contains('{') {
-                    v.push((format!("custom-{i}"), t.clone()));
-                } else if let Some(text) = template_text(t) {
-                    v.push((t.clone(), text));
-                } else {
-                    return Err(Error::input(format!(
-                        "unknown IOI template '{t}'; known ids: {} (or write a template with \
-                         [A], [B], [PLACE], [OBJECT])",
-                        template_ids().join(", ")
-                    )));
-                }
-            }
-            if k > 0 {
-                if k > v.len() {
-                    return Err(Error::input(format!(
-                        "templates: {k} but only {} templates are listed",
-                        v.len()
-                    )));
-                }
-                v.truncate(k);
-            }
-            v
-        }
+        PromptType::Abba => family_k("abba")?,
+        PromptType::Baba => family_k("baba")?,
+        PromptType::Mixed => mixed_k("baba", "abba", BABA_TEMPLATES.len())?,
+        PromptType::Abc => family_k("abc")?,
+        PromptType::Bac => family_k("bac")?,
+        PromptType::AbcMixed => mixed_k("abc", "bac", ABC_TEMPLATES.len())?,
+        PromptType::BabaLong => family_k("baba-long")?,
+        PromptType::AbbaLong => family_k("abba-long")?,
+        PromptType::BabaLate => family_k("baba-late")?,
+        PromptType::AbbaLate => family_k("abba-late")?,
+        PromptType::BabaEarly => family_k("baba-early")?,
+        PromptType::AbbaEarly => family_k("abba-early")?,
+        PromptType::RemixAbba => family_k("remix-abba")?,
+        PromptType::RemixBaba => family_k("remix-baba")?,
+        PromptType::RemixMixed => mixed_k("remix-baba", "remix-abba", 2)?,
+        PromptType::Templates(list) => listed(list, k)?,
     };
     // The same text twice (e.g. baba-0 and baba-late-0) would count its prompts twice.
     let mut seen = BTreeSet::new();
@@ -296,4 +238,71 @@ pub(super) fn select_templates(opts: &IoiOptions) -> Result<Vec<Template>> {
         .filter(|(_, text)| seen.insert(text.clone()))
         .map(|(id, text)| Template::parse(id, text))
         .collect()
+}
+
+/// The first `k` templates of a family (all of them when `k` is 0), with their ids.
+fn take(fam: &str, k: usize) -> Result<Vec<(String, String)>> {
+    let all = family(fam);
+    let k = if k == 0 { all.len() } else { k };
+    if k > all.len() {
+        return Err(Error::input(format!(
+            "templates: {k} but the {fam} family has only {} templates; use at most {}",
+            all.len(),
+            all.len()
+        )));
+    }
+    Ok(all
+        .into_iter()
+        .take(k)
+        .enumerate()
+        .map(|(i, t)| (format!("{fam}-{i}"), t))
+        .collect())
+}
+
+/// A mixed prompt type: `k` templates (`default` when 0), half from family `a`, half from `b`.
+fn mixed(a: &str, b: &str, k: usize, default: usize) -> Result<Vec<(String, String)>> {
+    let k = if k == 0 { default } else { k };
+    if k < 2 {
+        return Err(Error::input(format!(
+            "templates: {k} is too few for a mixed prompt type (half {a}, half {b}); use at \
+             least 2"
+        )));
+    }
+    let mut v = take(a, k / 2)?;
+    v.extend(take(b, k / 2)?);
+    Ok(v)
+}
+
+/// `Templates(list)`: ids of shipped templates or custom templates, the first `k` (all when 0).
+fn listed(list: &[String], k: usize) -> Result<Vec<(String, String)>> {
+    if list.is_empty() {
+        return Err(Error::input(
+            "prompt_type: Templates([]) lists no templates; give template ids such as \
+             \"baba-0\" (`circuitscope data ioi --list-templates`)",
+        ));
+    }
+    let mut v = Vec::new();
+    for (i, t) in list.iter().enumerate() {
+        if t.contains('[') || t.contains('{') {
+            v.push((format!("custom-{i}"), t.clone()));
+        } else if let Some(text) = template_text(t) {
+            v.push((t.clone(), text));
+        } else {
+            return Err(Error::input(format!(
+                "unknown IOI template '{t}'; known ids: {} (or write a template with \
+                 [A], [B], [PLACE], [OBJECT])",
+                template_ids().join(", ")
+            )));
+        }
+    }
+    if k > 0 {
+        if k > v.len() {
+            return Err(Error::input(format!(
+                "templates: {k} but only {} templates are listed",
+                v.len()
+            )));
+        }
+        v.truncate(k);
+    }
+    Ok(v)
 }
