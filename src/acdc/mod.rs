@@ -144,7 +144,7 @@ impl Prepared {
             dataset.max_len(),
         )?;
         let mut prep = Self::from_parts(config, model, dataset)?;
-        if config.dtype == Precision::Checked {
+        if config.dtype == Precision::Checked && screenable(&prep.model.cfg) {
             prep.screen_model = Some(Model::load(&prep.model.dir, candle_core::DType::F32)?);
         }
         Ok(prep)
@@ -289,7 +289,8 @@ impl Prepared {
         // Check the metric applies to this dataset before anything is written.
         objective.value(&objective.clean_logits)?;
         let units = Units::new(&model.cfg, self.config.level, self.sweep_options().graph);
-        let one_edge = self.config.level == Level::Edges && self.config.batch <= 1;
+        let one_edge =
+            self.config.level == Level::Edges && self.config.batch <= 1 && screenable(&model.cfg);
         let screen = match self.config.dtype {
             Precision::F32 if one_edge => Some(Screen::new(
                 model,
@@ -353,4 +354,13 @@ pub fn load_config(path: &Path, o: &Overrides) -> Result<Config> {
     let mut c = Config::load(path)?;
     c.apply(o)?;
     Ok(c)
+}
+
+/// Whether the float32 one-edge screen ([`crate::eval::CircuitRun`]) can evaluate this model.
+/// It builds each head from its own q/k/v weights and adds the heads' outputs straight into
+/// the residual stream, so models with grouped key/value heads (Llama, Qwen2, Gemma-2) or a
+/// post-attention norm (Gemma-2) are evaluated by the general evaluator instead, in the run's
+/// own precision: `Checked` then decides every edge in float64, as `F64` does.
+fn screenable(cfg: &crate::model::ModelConfig) -> bool {
+    !cfg.is_grouped() && !cfg.arch.post_norms
 }
