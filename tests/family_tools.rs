@@ -31,30 +31,40 @@ fn run(cmd: &mut Command) -> String {
     text
 }
 
+/// Run the `acdc` binary on fixture `m` with the config's fields after the model (`fields`),
+/// into `dir/name`; returns the output folder.
+fn acdc_cli(dir: &std::path::Path, name: &str, m: &str, fields: &str, extra: &[&str]) -> PathBuf {
+    let cfg = dir.join(format!("{name}.ron"));
+    std::fs::write(
+        &cfg,
+        format!("AcdcConfig(model: \"{}\", {fields})", fixture(m).display()),
+    )
+    .unwrap();
+    let out = dir.join(name);
+    let mut args = vec![
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--no-progress",
+    ];
+    args.extend_from_slice(extra);
+    run(Command::new(env!("CARGO_BIN_EXE_acdc")).args(&args));
+    out
+}
+
 #[test]
 fn acdc_runs_on_every_family() {
     let tmp = tempfile::tempdir().unwrap();
     for m in FAMILIES {
-        let cfg = tmp.path().join(format!("{m}.ron"));
-        std::fs::write(
-            &cfg,
-            format!(
-                "AcdcConfig(model: \"{}\", task: Induction(n: 6, seq_len: 6, seed: 0, \
-                 min_token: 5), metric: Kl, ablation: Resample(shift: 1), tau: 0.05, dtype: F64)",
-                fixture(m).display()
-            ),
-        )
-        .unwrap();
-        let out = tmp.path().join(m);
-        run(Command::new(env!("CARGO_BIN_EXE_acdc")).args([
-            "--config",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--no-progress",
-            "--stop-after",
-            "6",
-        ]));
+        let out = acdc_cli(
+            tmp.path(),
+            m,
+            m,
+            "task: Induction(n: 6, seq_len: 6, seed: 0, min_token: 5), metric: Kl, \
+             ablation: Resample(shift: 1), tau: 0.05, dtype: F64",
+            &["--stop-after", "6"],
+        );
         let show =
             run(Command::new(env!("CARGO_BIN_EXE_acdc")).args(["--show", out.to_str().unwrap()]));
         let tested: usize = show
@@ -412,24 +422,16 @@ fn every_precision_runs_on_every_family_and_checked_equals_f64() {
     for m in FAMILIES {
         let mut kept = Vec::new();
         for dtype in ["F64", "Checked", "F32"] {
-            let cfg = tmp.path().join(format!("{m}-{dtype}.ron"));
-            std::fs::write(
-                &cfg,
-                format!(
-                    "AcdcConfig(model: \"{}\", task: Induction(n: 5, seq_len: 6, seed: 3, \
-                     min_token: 5), metric: Kl, ablation: Zero, tau: 0.01, dtype: {dtype})",
-                    fixture(m).display()
+            let out = acdc_cli(
+                tmp.path(),
+                &format!("{m}-{dtype}"),
+                m,
+                &format!(
+                    "task: Induction(n: 5, seq_len: 6, seed: 3, min_token: 5), metric: Kl, \
+                     ablation: Zero, tau: 0.01, dtype: {dtype}"
                 ),
-            )
-            .unwrap();
-            let out = tmp.path().join(format!("{m}-{dtype}"));
-            run(Command::new(env!("CARGO_BIN_EXE_acdc")).args([
-                "--config",
-                cfg.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-                "--no-progress",
-            ]));
+                &[],
+            );
             let circuit: serde_json::Value =
                 serde_json::from_str(&std::fs::read_to_string(out.join("circuit.json")).unwrap())
                     .unwrap();
