@@ -343,7 +343,7 @@ impl Scorer {
         let norm = if metric == Metric::NormLogitDiff {
             let r = reference.ok_or_else(|| {
                 Error::input(
-                    "metric norm-logit-diff needs a corrupted run to normalise against; give                      corrupted prompts or use logit-diff",
+                    "metric norm-logit-diff needs a corrupted run to normalise against; give corrupted prompts or use logit-diff",
                 )
             })?;
             Some(normalisation(&ds, &clean_logits, r)?)
