@@ -122,29 +122,6 @@ fn overrides(a: &AttributeArgs) -> Result<Overrides> {
     })
 }
 
-fn read_answers(path: &Path) -> Result<Vec<(u32, u32)>> {
-    let text = circuitscope::error::read_to_string(path)?;
-    let v: Vec<Vec<u32>> = serde_json::from_str(&text).map_err(|e| {
-        anyhow::anyhow!(
-            "{}:{}:{}: expected a JSON list of [answer_id, wrong_id] pairs: {e}",
-            path.display(),
-            e.line(),
-            e.column()
-        )
-    })?;
-    v.into_iter()
-        .enumerate()
-        .map(|(i, r)| match r.as_slice() {
-            [a, w] => Ok((*a, *w)),
-            _ => bail!(
-                "{}: row {i} has {} ids; each row is [answer_id, wrong_id]",
-                path.display(),
-                r.len()
-            ),
-        })
-        .collect()
-}
-
 /// The prefix of the task path recorded for runs on `--tokens` rows.
 pub const TOKENS_TASK: &str = "tokens:";
 
@@ -159,7 +136,7 @@ pub fn token_dataset(
         corrupted.context("--tokens needs --corrupted-tokens FILE.json (one row per clean row)")?,
     )?;
     let answers =
-        read_answers(answers.context(
+        crate::inputs::read_answers(answers.context(
             "--tokens needs --answers FILE.json: a list of [answer_id, wrong_id] per row",
         )?)?;
     Ok(tokens_dataset(&clean, Some(&corrupted), Some(&answers))?)

@@ -158,7 +158,8 @@ pub fn read_token_rows(path: &Path) -> Result<Vec<Vec<u32>>> {
     })?)
 }
 
-fn read_answers(path: &Path) -> Result<Vec<(u32, u32)>> {
+/// Read `--answers FILE.json`: a list of `[answer_id, wrong_id]` pairs, one per row.
+pub fn read_answers(path: &Path) -> Result<Vec<(u32, u32)>> {
     let v: Vec<Vec<u32>> = circuitscope::json_file::read(path, |e| {
         format!(
             "expected a JSON list of [answer_id, wrong_id] pairs, like [[262, 1757], [1757, \
