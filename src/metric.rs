@@ -269,7 +269,7 @@ fn kl_rows(rows: &[Vec<f64>], clean: &[Vec<f64>]) -> Result<Vec<f64>> {
 }
 
 /// The index of a row's largest value (the first on ties).
-fn argmax(row: &[f64]) -> usize {
+pub(crate) fn argmax(row: &[f64]) -> usize {
     let mut best = 0;
     for (j, &x) in row.iter().enumerate() {
         if x > row[best] {

@@ -336,7 +336,7 @@ pub fn split_metrics(model: &Model, ds: &Dataset) -> Result<SplitMetrics> {
             let (io, s) = (e.answer[0] as usize, e.wrong[0] as usize);
             lds.push(row[io] - row[s]);
             over += usize::from(row[io] > row[s]);
-            let best = argmax(row);
+            let best = crate::metric::argmax(row);
             top1 += usize::from(best == io);
             loss -= lprow[io];
         }
@@ -350,16 +350,6 @@ pub fn split_metrics(model: &Model, ds: &Dataset) -> Result<SplitMetrics> {
         io_over_s: over as f64 / n as f64,
         loss: loss / n as f64,
     })
-}
-
-fn argmax(row: &[f64]) -> usize {
-    let mut best = 0;
-    for (j, &x) in row.iter().enumerate() {
-        if x > row[best] {
-            best = j;
-        }
-    }
-    best
 }
 
 fn abc_metrics(model: &Model, ds: &Dataset) -> Result<AbcMetrics> {
