@@ -36,8 +36,9 @@ pub struct Outcome {
     pub seconds: f64,
 }
 
-fn mean_logit_diff(prep: &Prepared, tokens: &candle_core::Tensor) -> Result<f64> {
-    let run = eval::run(
+/// The model's logits at the rows' END positions for `tokens`.
+fn end_logits(prep: &Prepared, tokens: &candle_core::Tensor) -> Result<candle_core::Tensor> {
+    eval::run(
         &prep.model,
         tokens,
         &Patches::new(),
@@ -45,16 +46,9 @@ fn mean_logit_diff(prep: &Prepared, tokens: &candle_core::Tensor) -> Result<f64>
             logits: LogitsAt::Rows(prep.end.clone()),
             ..Default::default()
         },
-    )?;
-    let l = run
-        .logits
-        .ok_or_else(|| Error::input("internal: no logits"))?;
-    Ok(metric::mean(&Metric::LogitDiff.per_example(
-        &l,
-        &prep.dataset,
-        None,
-        None,
-    )?))
+    )?
+    .logits
+    .ok_or_else(|| Error::input("internal: no logits"))
 }
 
 /// Score every edge. `progress(done, total)` follows the gradient passes.
@@ -83,10 +77,11 @@ pub fn score(
             .as_ref()
             .ok_or_else(|| Error::input("norm-logit-diff needs corrupted prompts"))?;
         forwards += 2;
-        Some((
-            mean_logit_diff(prep, &prep.tokens)?,
-            mean_logit_diff(prep, src)?,
-        ))
+        Some(metric::normalisation(
+            &prep.dataset,
+            &end_logits(prep, &prep.tokens)?,
+            &end_logits(prep, src)?,
+        )?)
     } else {
         None
     };
