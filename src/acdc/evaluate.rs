@@ -206,7 +206,11 @@ pub struct Evaluator<'a> {
 }
 
 impl<'a> Evaluator<'a> {
-    /// Set up: `clean` must be the unpatched run on `tokens`.
+    /// Set up: `clean` must be the unpatched run on `tokens`. `keep_outputs`: compute the
+    /// clean run's head outputs once and keep them, as every resumed run reads them (without
+    /// it, each run computes those it reads: for an evaluator that only re-checks a screen's
+    /// values now and then, this keeps `n_layers · n_heads` activations out of memory).
+    #[allow(clippy::too_many_arguments)] // the parts of one set-up, each made by the caller
     pub fn new(
         model: &'a Model,
         units: Units,
@@ -215,10 +219,12 @@ impl<'a> Evaluator<'a> {
         clean: Run,
         ablated: Ablated,
         objective: Objective,
+        keep_outputs: bool,
     ) -> Result<Self> {
-        // Head outputs of the clean run are read by every resumed run: compute them once.
-        for u in crate::graph::edges::senders_reverse(&model.cfg) {
-            clean.sender_out(model, u)?;
+        if keep_outputs {
+            for u in crate::graph::edges::senders_reverse(&model.cfg) {
+                clean.sender_out(model, u)?;
+            }
         }
         let n = tokens.dim(0)?;
         let mut copies = BTreeMap::new();

@@ -314,6 +314,7 @@ impl Prepared {
             clean,
             ablated,
             objective,
+            self.config.dtype != Precision::Checked || screen.is_none(),
         )?;
         Ok(match screen {
             Some(s) => ev.with_screen(s),
