@@ -14,9 +14,10 @@
 
 use super::folder::SweepFolder;
 use super::plot::{Plot, Series};
-use super::spec::{preparation_key, Point};
+use super::spec::{preparation_key, Point, SweepPlan};
 use crate::acdc::{roc, Config, Level, Prepared, Units};
 use crate::error::{write_atomic, Error, Result};
+use crate::report::html::Report;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -139,9 +140,95 @@ fn read_point(dir: &Path) -> Result<Value> {
     })
 }
 
+/// One finished point's result, read from its `circuit.json` against its group's model.
+fn point_result(
+    folder: &SweepFolder,
+    index: usize,
+    p: &Point,
+    v: &Value,
+    m: &GroupModel,
+) -> Result<PointResult> {
+    let dir = folder.point_dir(p);
+    let list_key = if v.get("nodes").is_some() {
+        "nodes"
+    } else {
+        "edges"
+    };
+    let mut kept_units = BTreeSet::new();
+    for e in v[list_key].as_array().into_iter().flatten() {
+        let n = e["name"].as_str().unwrap_or_default();
+        let id = m.names.get(n).ok_or_else(|| {
+            Error::input(format!(
+                "{}: unit \"{n}\" is not in the graph of this model; the point was run \
+                 with another model — rerun it",
+                dir.join("circuit.json").display()
+            ))
+        })?;
+        kept_units.insert(*id);
+    }
+    let num = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    let (metric, clean) = (num("current_metric"), num("clean_metric"));
+    let empty = m.empty;
+    let faithfulness = if empty == clean {
+        f64::NAN
+    } else {
+        (empty - metric) / (empty - clean)
+    };
+    Ok(PointResult {
+        index,
+        name: p.name.clone(),
+        group: group_of(p),
+        tau: p.config.tau,
+        kept: kept_units.len(),
+        total: m.units.len(),
+        metric,
+        clean,
+        empty,
+        faithfulness,
+        evaluations: v["evaluations"].as_u64().unwrap_or(0),
+        kept_units,
+        seconds: folder.time(p).map(|t| t.seconds),
+    })
+}
+
+/// The ROC curve of every group of points against the known circuit at `path` (its list
+/// `key`, or the one the ablation calls for).
+fn rocs(
+    plan: &SweepPlan,
+    points: &[PointResult],
+    models: &BTreeMap<String, GroupModel>,
+    path: &Path,
+    key: Option<&String>,
+) -> Result<Vec<GroupRoc>> {
+    let mut groups: Vec<String> = vec![];
+    for r in points {
+        if !groups.contains(&r.group) {
+            groups.push(r.group.clone());
+        }
+    }
+    let mut rocs = vec![];
+    for g in groups {
+        let members: Vec<&PointResult> = points.iter().filter(|r| r.group == g).collect();
+        let cfg = &plan.points[members[0].index].config;
+        let m = &models[&preparation_key(cfg)];
+        let Units::Edges(graph) = &m.units else {
+            continue;
+        };
+        let k = key
+            .cloned()
+            .unwrap_or_else(|| roc::truth_key(&cfg.ablation).to_string());
+        let truth = roc::read_truth(path, &k, graph, &m.prep.model.cfg)?;
+        let runs: Vec<(f64, BTreeSet<usize>)> = members
+            .iter()
+            .map(|r| (r.tau, r.kept_units.clone()))
+            .collect();
+        rocs.push(group_roc(&g, &k, &runs, &truth, graph.len()));
+    }
+    Ok(rocs)
+}
+
 /// Merge the finished points of `folder`; `known` overrides the sweep file's known circuit
 /// (path, optional key).
-#[allow(clippy::too_many_lines)] // not split yet: its stages share many locals (left open in issue #10)
 pub fn collect(
     folder: &SweepFolder,
     known: Option<(PathBuf, Option<String>)>,
@@ -168,84 +255,22 @@ pub fn collect(
                 .map_err(|e| Error::input(format!("sweep point {}: {e}", p.name)))?;
             models.insert(key.clone(), m);
         }
-        let m = &models[&key];
-        let list_key = if v.get("nodes").is_some() {
-            "nodes"
-        } else {
-            "edges"
-        };
-        let mut kept_units = BTreeSet::new();
-        for e in v[list_key].as_array().into_iter().flatten() {
-            let n = e["name"].as_str().unwrap_or_default();
-            let id = m.names.get(n).ok_or_else(|| {
-                Error::input(format!(
-                    "{}: unit \"{n}\" is not in the graph of this model; the point was run \
-                     with another model — rerun it",
-                    dir.join("circuit.json").display()
-                ))
-            })?;
-            kept_units.insert(*id);
-        }
-        let num = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-        let (metric, clean) = (num("current_metric"), num("clean_metric"));
-        let empty = m.empty;
-        let faithfulness = if empty == clean {
-            f64::NAN
-        } else {
-            (empty - metric) / (empty - clean)
-        };
-        points.push(PointResult {
-            index,
-            name: p.name.clone(),
-            group: group_of(p),
-            tau: p.config.tau,
-            kept: kept_units.len(),
-            total: m.units.len(),
-            metric,
-            clean,
-            empty,
-            faithfulness,
-            evaluations: v["evaluations"].as_u64().unwrap_or(0),
-            kept_units,
-            seconds: folder.time(p).map(|t| t.seconds),
-        });
+        points.push(point_result(folder, index, p, &v, &models[&key])?);
     }
     let pareto = pareto_front(&points);
-    let mut rocs = vec![];
+    let mut roc = vec![];
     let mut known_id = None;
     if let Some((path, key)) = &known {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let sha = crate::experiment::hash::sha256_hex(&bytes);
-        let mut groups: Vec<String> = vec![];
-        for r in &points {
-            if !groups.contains(&r.group) {
-                groups.push(r.group.clone());
-            }
-        }
-        for g in groups {
-            let members: Vec<&PointResult> = points.iter().filter(|r| r.group == g).collect();
-            let cfg = &plan.points[members[0].index].config;
-            let m = &models[&preparation_key(cfg)];
-            let Units::Edges(graph) = &m.units else {
-                continue;
-            };
-            let k = key
-                .clone()
-                .unwrap_or_else(|| roc::truth_key(&cfg.ablation).to_string());
-            let truth = roc::read_truth(path, &k, graph, &m.prep.model.cfg)?;
-            let runs: Vec<(f64, BTreeSet<usize>)> = members
-                .iter()
-                .map(|r| (r.tau, r.kept_units.clone()))
-                .collect();
-            rocs.push(group_roc(&g, &k, &runs, &truth, graph.len()));
-        }
+        roc = rocs(plan, &points, &models, path, key.as_ref())?;
         known_id = Some(sha);
     }
     Ok(Collected {
         points,
         missing,
         pareto,
-        roc: rocs,
+        roc,
         known: known_id,
     })
 }
@@ -521,7 +546,6 @@ impl Collected {
 
     /// Write `sweep.json`, `sweep.csv`, `pareto.svg`, `roc.svg` (with a known circuit) and
     /// `sweep.html` into the sweep's folder.
-    #[allow(clippy::too_many_lines)] // not split yet: its stages share many locals (left open in issue #10)
     pub fn write(&self, folder: &SweepFolder) -> Result<()> {
         let dir = &folder.dir;
         let json = serde_json::to_string_pretty(&self.to_json(folder))
@@ -538,10 +562,14 @@ impl Collected {
         if let Some(r) = &roc {
             write_atomic(dir.join("roc.svg"), r.as_bytes())?;
         }
-        let mut rep = crate::report::html::Report::new(&format!(
-            "ACDC sweep: {} points",
-            folder.points().len()
-        ));
+        self.html(folder, &pareto, roc.as_deref())
+            .save(&dir.join("sweep.html"))
+    }
+
+    /// The sweep's HTML report: facts, the Pareto plot, the ROC (when a known circuit was
+    /// given) and a table of the points.
+    fn html(&self, folder: &SweepFolder, pareto: &str, roc: Option<&str>) -> Report {
+        let mut rep = Report::new(&format!("ACDC sweep: {} points", folder.points().len()));
         rep.facts(&[
             ("sweep", folder.manifest.plan.source.clone()),
             ("axes", folder.manifest.plan.axes.join(", ")),
@@ -554,8 +582,8 @@ impl Collected {
              every edge ablated (0). The dashed line joins the Pareto front: the smallest \
              circuit for each level of faithfulness.",
         );
-        rep.svg(&pareto);
-        if let Some(r) = &roc {
+        rep.svg(pareto);
+        if let Some(r) = roc {
             rep.heading("ROC against the known circuit");
             rep.svg(r);
             let rows: Vec<Vec<String>> = self
@@ -583,8 +611,30 @@ impl Collected {
             );
         }
         rep.heading("Points");
-        let rows: Vec<Vec<String>> = self
-            .points
+        rep.table(
+            &[
+                "point",
+                "τ",
+                "kept",
+                "metric",
+                "faithfulness",
+                "evaluations",
+                "seconds",
+            ],
+            &self.point_rows(),
+        );
+        if !self.missing.is_empty() {
+            rep.paragraph(&format!(
+                "Not finished (not merged): {}",
+                self.missing.join(", ")
+            ));
+        }
+        rep
+    }
+
+    /// The report's table of points, one row each.
+    fn point_rows(&self) -> Vec<Vec<String>> {
+        self.points
             .iter()
             .map(|r| {
                 vec![
@@ -597,25 +647,6 @@ impl Collected {
                     r.seconds.map_or("–".into(), |s| format!("{s:.1}")),
                 ]
             })
-            .collect();
-        rep.table(
-            &[
-                "point",
-                "τ",
-                "kept",
-                "metric",
-                "faithfulness",
-                "evaluations",
-                "seconds",
-            ],
-            &rows,
-        );
-        if !self.missing.is_empty() {
-            rep.paragraph(&format!(
-                "Not finished (not merged): {}",
-                self.missing.join(", ")
-            ));
-        }
-        rep.save(&dir.join("sweep.html"))
+            .collect()
     }
 }

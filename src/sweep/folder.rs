@@ -158,6 +158,25 @@ fn clear(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Refuse a folder that holds other results (points or an ACDC run) but no sweep manifest.
+fn refuse_other_results(dir: &Path) -> Result<()> {
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    let busy = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .flatten()
+        .any(|e| e.file_name() == "points" || e.file_name() == "checkpoint.json");
+    if busy {
+        return Err(Error::input(format!(
+            "--out {}: this folder holds other results (points/ or an ACDC run) but no \
+             sweep manifest; choose another --out or pass --force",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
 impl SweepFolder {
     /// Open an existing sweep folder.
     pub fn open(dir: &Path) -> Result<SweepFolder> {
@@ -173,7 +192,6 @@ impl SweepFolder {
     /// `config.ron`. A folder of the same plan is reused only with `resume` (its finished
     /// points are kept); a folder of another plan is refused unless `force` (which deletes
     /// its points).
-    #[allow(clippy::too_many_lines)] // not split yet: its stages share many locals (left open in issue #10)
     pub fn create_or_check(
         dir: &Path,
         plan: &SweepPlan,
@@ -189,57 +207,57 @@ impl SweepFolder {
         }
         let hash = plan.hash();
         if manifest_path(dir).exists() && !force {
-            let m = read_manifest(dir)?;
-            if m.hash != hash {
-                let theirs: Vec<&str> = m.plan.points.iter().map(|p| p.name.as_str()).collect();
-                let ours: Vec<&str> = plan.points.iter().map(|p| p.name.as_str()).collect();
-                let detail = if theirs == ours {
-                    "the same point names with other settings".to_string()
-                } else {
-                    format!(
-                        "{} points there, {} in this sweep",
-                        theirs.len(),
-                        ours.len()
-                    )
-                };
-                return Err(Error::input(format!(
-                    "--out {}: this folder holds a sweep made by another sweep file ({}; {detail}); \
-                     mixing them would merge runs of two sweeps. Choose another --out, resume it \
-                     with `acdc sweep --resume --out {}` alone, or pass --force to delete its points",
-                    dir.display(),
-                    m.plan.source,
-                    dir.display()
-                )));
-            }
-            if !resume {
-                return Err(Error::input(format!(
-                    "--out {}: this folder already holds this sweep; finish it with --resume \
-                     (finished points are kept), choose another --out, or pass --force to start \
-                     over",
-                    dir.display()
-                )));
-            }
-            return Ok(SweepFolder {
-                dir: dir.to_path_buf(),
-                manifest: m,
-            });
+            return Self::reopen(dir, plan, &hash, resume);
         }
-        if !force && dir.is_dir() {
-            let busy = std::fs::read_dir(dir)
-                .map_err(|e| Error::io(dir, e))?
-                .flatten()
-                .any(|e| e.file_name() == "points" || e.file_name() == "checkpoint.json");
-            if busy {
-                return Err(Error::input(format!(
-                    "--out {}: this folder holds other results (points/ or an ACDC run) but no \
-                     sweep manifest; choose another --out or pass --force",
-                    dir.display()
-                )));
-            }
+        if !force {
+            refuse_other_results(dir)?;
         }
         if force {
             clear(dir)?;
         }
+        Self::write_new(dir, plan, text, hash)
+    }
+
+    /// `dir` holds a sweep manifest: reuse it when it is this plan's and `resume` was asked.
+    fn reopen(dir: &Path, plan: &SweepPlan, hash: &str, resume: bool) -> Result<SweepFolder> {
+        let m = read_manifest(dir)?;
+        if m.hash != hash {
+            let theirs: Vec<&str> = m.plan.points.iter().map(|p| p.name.as_str()).collect();
+            let ours: Vec<&str> = plan.points.iter().map(|p| p.name.as_str()).collect();
+            let detail = if theirs == ours {
+                "the same point names with other settings".to_string()
+            } else {
+                format!(
+                    "{} points there, {} in this sweep",
+                    theirs.len(),
+                    ours.len()
+                )
+            };
+            return Err(Error::input(format!(
+                "--out {}: this folder holds a sweep made by another sweep file ({}; {detail}); \
+                 mixing them would merge runs of two sweeps. Choose another --out, resume it \
+                 with `acdc sweep --resume --out {}` alone, or pass --force to delete its points",
+                dir.display(),
+                m.plan.source,
+                dir.display()
+            )));
+        }
+        if !resume {
+            return Err(Error::input(format!(
+                "--out {}: this folder already holds this sweep; finish it with --resume \
+                 (finished points are kept), choose another --out, or pass --force to start \
+                 over",
+                dir.display()
+            )));
+        }
+        Ok(SweepFolder {
+            dir: dir.to_path_buf(),
+            manifest: m,
+        })
+    }
+
+    /// Write a new sweep folder: every point's `config.ron`, the sweep file, then the manifest.
+    fn write_new(dir: &Path, plan: &SweepPlan, text: &str, hash: String) -> Result<SweepFolder> {
         std::fs::create_dir_all(dir.join("points")).map_err(|e| Error::io(dir, e))?;
         let workdir = std::env::current_dir()
             .map(|d| d.display().to_string())

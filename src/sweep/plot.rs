@@ -80,17 +80,40 @@ fn ticks(lo: f64, hi: f64) -> Vec<f64> {
     (k0..=k1).map(|k| k as f64 * step).collect()
 }
 
+/// The plotting area and the data ranges it shows.
+struct Frame {
+    x0: f64,
+    x1: f64,
+    y0: f64,
+    y1: f64,
+    pw: f64,
+    ph: f64,
+}
+
+impl Frame {
+    fn sx(&self, x: f64) -> f64 {
+        LEFT + (x - self.x0) / (self.x1 - self.x0) * self.pw
+    }
+
+    fn sy(&self, y: f64) -> f64 {
+        TOP + self.ph - (y - self.y0) / (self.y1 - self.y0) * self.ph
+    }
+}
+
 impl Plot {
     /// The SVG document.
-    #[allow(clippy::too_many_lines)] // not split yet: its stages share many locals (left open in issue #10)
     pub fn to_svg(&self) -> String {
         let all = || self.series.iter().flat_map(|s| s.points.iter());
         let (x0, x1) = self.x_range.unwrap_or_else(|| range_of(all().map(|p| p.0)));
         let (y0, y1) = self.y_range.unwrap_or_else(|| range_of(all().map(|p| p.1)));
-        let pw = W - LEFT - RIGHT;
-        let ph = H - TOP - BOTTOM;
-        let sx = |x: f64| LEFT + (x - x0) / (x1 - x0) * pw;
-        let sy = |y: f64| TOP + ph - (y - y0) / (y1 - y0) * ph;
+        let f = Frame {
+            x0,
+            x1,
+            y0,
+            y1,
+            pw: W - LEFT - RIGHT,
+            ph: H - TOP - BOTTOM,
+        };
         let mut s = String::new();
         let _ = writeln!(
             s,
@@ -100,11 +123,22 @@ impl Plot {
         let _ = writeln!(
             s,
             "<text x=\"{}\" y=\"22\" text-anchor=\"middle\" font-size=\"14\">{}</text>",
-            LEFT + pw / 2.0,
+            LEFT + f.pw / 2.0,
             esc(&self.title)
         );
-        for t in ticks(x0, x1) {
-            let x = sx(t);
+        self.axes(&mut s, &f);
+        for (k, se) in self.series.iter().enumerate() {
+            series_svg(&mut s, &f, k, se);
+        }
+        s.push_str("</svg>\n");
+        s
+    }
+
+    /// The grid lines with their tick labels, the frame and the axis labels.
+    fn axes(&self, s: &mut String, f: &Frame) {
+        let (pw, ph) = (f.pw, f.ph);
+        for t in ticks(f.x0, f.x1) {
+            let x = f.sx(t);
             let _ = writeln!(
                 s,
                 "<line x1=\"{x:.2}\" y1=\"{TOP}\" x2=\"{x:.2}\" y2=\"{:.2}\" stroke=\"#eee\"/><text x=\"{x:.2}\" y=\"{:.2}\" text-anchor=\"middle\">{}</text>",
@@ -113,8 +147,8 @@ impl Plot {
                 fmt_num(t)
             );
         }
-        for t in ticks(y0, y1) {
-            let y = sy(t);
+        for t in ticks(f.y0, f.y1) {
+            let y = f.sy(t);
             let _ = writeln!(
                 s,
                 "<line x1=\"{LEFT}\" y1=\"{y:.2}\" x2=\"{:.2}\" y2=\"{y:.2}\" stroke=\"#eee\"/><text x=\"{:.2}\" y=\"{:.2}\" text-anchor=\"end\">{}</text>",
@@ -141,58 +175,58 @@ impl Plot {
             TOP + ph / 2.0,
             esc(&self.y_label)
         );
-        for (k, se) in self.series.iter().enumerate() {
-            let c = PALETTE[k % PALETTE.len()];
-            let pts: Vec<(usize, f64, f64)> = se
-                .points
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| p.0.is_finite() && p.1.is_finite())
-                .map(|(i, p)| (i, sx(p.0), sy(p.1)))
-                .collect();
-            if se.line && pts.len() > 1 {
-                let d: Vec<String> = pts
-                    .iter()
-                    .map(|(_, x, y)| format!("{x:.2},{y:.2}"))
-                    .collect();
-                let dash = if se.dashed {
-                    " stroke-dasharray=\"5 4\""
-                } else {
-                    ""
-                };
-                let _ = writeln!(
-                    s,
-                    "<polyline points=\"{}\" fill=\"none\" stroke=\"{c}\" stroke-width=\"1.6\"{dash}/>",
-                    d.join(" ")
-                );
-            }
-            if se.markers {
-                for (i, x, y) in &pts {
-                    let tip = se
-                        .tips
-                        .get(*i)
-                        .map(|t| format!("<title>{}</title>", esc(t)))
-                        .unwrap_or_default();
-                    let _ = writeln!(
-                        s,
-                        "<circle cx=\"{x:.2}\" cy=\"{y:.2}\" r=\"3.5\" fill=\"{c}\">{tip}</circle>"
-                    );
-                }
-            }
-            let ly = TOP + 10.0 + 18.0 * k as f64;
-            let lx = LEFT + pw + 14.0;
+    }
+}
+
+/// Series `k`: its line, its markers (with their tips) and its legend entry.
+fn series_svg(s: &mut String, f: &Frame, k: usize, se: &Series) {
+    let c = PALETTE[k % PALETTE.len()];
+    let pts: Vec<(usize, f64, f64)> = se
+        .points
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.0.is_finite() && p.1.is_finite())
+        .map(|(i, p)| (i, f.sx(p.0), f.sy(p.1)))
+        .collect();
+    if se.line && pts.len() > 1 {
+        let d: Vec<String> = pts
+            .iter()
+            .map(|(_, x, y)| format!("{x:.2},{y:.2}"))
+            .collect();
+        let dash = if se.dashed {
+            " stroke-dasharray=\"5 4\""
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            s,
+            "<polyline points=\"{}\" fill=\"none\" stroke=\"{c}\" stroke-width=\"1.6\"{dash}/>",
+            d.join(" ")
+        );
+    }
+    if se.markers {
+        for (i, x, y) in &pts {
+            let tip = se
+                .tips
+                .get(*i)
+                .map(|t| format!("<title>{}</title>", esc(t)))
+                .unwrap_or_default();
             let _ = writeln!(
                 s,
-                "<line x1=\"{lx}\" y1=\"{ly}\" x2=\"{:.1}\" y2=\"{ly}\" stroke=\"{c}\" stroke-width=\"2\"/><text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
-                lx + 18.0,
-                lx + 24.0,
-                ly + 4.0,
-                esc(&se.label)
+                "<circle cx=\"{x:.2}\" cy=\"{y:.2}\" r=\"3.5\" fill=\"{c}\">{tip}</circle>"
             );
         }
-        s.push_str("</svg>\n");
-        s
     }
+    let ly = TOP + 10.0 + 18.0 * k as f64;
+    let lx = LEFT + f.pw + 14.0;
+    let _ = writeln!(
+        s,
+        "<line x1=\"{lx}\" y1=\"{ly}\" x2=\"{:.1}\" y2=\"{ly}\" stroke=\"{c}\" stroke-width=\"2\"/><text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+        lx + 18.0,
+        lx + 24.0,
+        ly + 4.0,
+        esc(&se.label)
+    );
 }
 
 #[cfg(test)]

@@ -60,21 +60,10 @@ fn checked(flag: &str, v: &str) -> Result<String> {
     Ok(v.to_string())
 }
 
-/// Write `DIR/slurm/array.sh` for the points that are not done; `binary` is the `acdc`
-/// executable the tasks run.
-#[allow(clippy::too_many_lines)] // not split yet: its stages share many locals (left open in issue #10)
-pub fn write_script(folder: &SweepFolder, res: &SlurmResources, binary: &Path) -> Result<Script> {
-    let indices: Vec<usize> = folder
-        .points()
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| folder.state(p) != PointState::Done)
-        .map(|(i, _)| i)
-        .collect();
-    let dir = std::path::absolute(&folder.dir).unwrap_or_else(|_| folder.dir.clone());
-    let dir_s = dir.display().to_string();
-    let name: String = dir
-        .file_name()
+/// The array job's name: `acdc-` and the sweep folder's name, with `-` for anything else
+/// than letters, digits and `-`.
+fn job_name(dir: &Path) -> String {
+    dir.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "sweep".into())
         .chars()
@@ -85,28 +74,20 @@ pub fn write_script(folder: &SweepFolder, res: &SlurmResources, binary: &Path) -
                 '-'
             }
         })
-        .collect();
-    let mut s = String::from("#!/bin/bash\n");
-    s.push_str(&format!(
-        "# ACDC sweep {} ({} points, {} in this array). Written by `acdc sweep --slurm`.\n\
-         # Submit: sbatch {}\n\
-         # Each task runs one point with --resume: a requeued or pre-empted task continues from\n\
-         # the point's checkpoint; a finished point is skipped. Then: acdc sweep status {}\n\
-         #                                                             acdc sweep collect {}\n",
-        folder.manifest.plan.source,
-        folder.points().len(),
-        indices.len(),
-        shell_quote(&dir.join("slurm/array.sh").display().to_string()),
-        shell_quote(&dir_s),
-        shell_quote(&dir_s)
-    ));
-    s.push_str(&format!("#SBATCH --job-name=acdc-{name}\n"));
+        .collect()
+}
+
+/// The `#SBATCH` lines: name, array, resources, log files and requeue.
+fn sbatch_lines(
+    res: &SlurmResources,
+    indices: &[usize],
+    name: &str,
+    dir_s: &str,
+) -> Result<String> {
+    let mut s = format!("#SBATCH --job-name=acdc-{name}\n");
     if !indices.is_empty() {
         let limit = res.max_running.map_or(String::new(), |k| format!("%{k}"));
-        s.push_str(&format!(
-            "#SBATCH --array={}{limit}\n",
-            array_spec(&indices)
-        ));
+        s.push_str(&format!("#SBATCH --array={}{limit}\n", array_spec(indices)));
     }
     if let Some(t) = &res.time {
         s.push_str(&format!("#SBATCH --time={}\n", checked("time", t)?));
@@ -131,9 +112,38 @@ pub fn write_script(folder: &SweepFolder, res: &SlurmResources, binary: &Path) -
         s.push_str(&format!("#SBATCH {}\n", checked("extra option", e)?));
     }
     s.push_str(&format!(
-        "#SBATCH --output={}/logs/point-%a-%A.out\n#SBATCH --open-mode=append\n#SBATCH --requeue\n",
-        dir_s
+        "#SBATCH --output={dir_s}/logs/point-%a-%A.out\n#SBATCH --open-mode=append\n#SBATCH --requeue\n"
     ));
+    Ok(s)
+}
+
+/// Write `DIR/slurm/array.sh` for the points that are not done; `binary` is the `acdc`
+/// executable the tasks run.
+pub fn write_script(folder: &SweepFolder, res: &SlurmResources, binary: &Path) -> Result<Script> {
+    let indices: Vec<usize> = folder
+        .points()
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| folder.state(p) != PointState::Done)
+        .map(|(i, _)| i)
+        .collect();
+    let dir = std::path::absolute(&folder.dir).unwrap_or_else(|_| folder.dir.clone());
+    let dir_s = dir.display().to_string();
+    let mut s = String::from("#!/bin/bash\n");
+    s.push_str(&format!(
+        "# ACDC sweep {} ({} points, {} in this array). Written by `acdc sweep --slurm`.\n\
+         # Submit: sbatch {}\n\
+         # Each task runs one point with --resume: a requeued or pre-empted task continues from\n\
+         # the point's checkpoint; a finished point is skipped. Then: acdc sweep status {}\n\
+         #                                                             acdc sweep collect {}\n",
+        folder.manifest.plan.source,
+        folder.points().len(),
+        indices.len(),
+        shell_quote(&dir.join("slurm/array.sh").display().to_string()),
+        shell_quote(&dir_s),
+        shell_quote(&dir_s)
+    ));
+    s.push_str(&sbatch_lines(res, &indices, &job_name(&dir), &dir_s)?);
     s.push_str("set -euo pipefail\n");
     s.push_str(&format!("cd {}\n", shell_quote(&folder.manifest.workdir)));
     s.push_str(&format!(

@@ -450,17 +450,8 @@ impl Grid {
         )))
     }
 
-    /// The points (configs × metric × ablation × n × order × seed × τ), each validated and
-    /// named; two points with one name (a value listed twice) are refused.
-    #[allow(clippy::too_many_lines)] // not split yet: its stages share many locals (left open in issue #10)
-    pub fn expand(
-        &self,
-        source: &str,
-        known_circuit: Option<PathBuf>,
-        known_key: Option<String>,
-        slurm: SlurmResources,
-    ) -> Result<SweepPlan> {
-        self.check_size(source)?;
+    /// The names of the axes this grid sets, in name order.
+    fn axes_set(&self) -> Vec<String> {
         let mut axes = vec![];
         if self.configs.iter().any(|c| c.0.is_some()) {
             axes.push("configs");
@@ -477,7 +468,12 @@ impl Grid {
                 axes.push(name);
             }
         }
-        let mut points: Vec<Point> = vec![];
+        axes.into_iter().map(String::from).collect()
+    }
+
+    /// Every point's coordinates, in sweep order (the last axis, τ, varies fastest).
+    fn coords(&self) -> Vec<Coords<'_>> {
+        let mut out = vec![];
         for (label, base) in &self.configs {
             for metric in opt(&self.metric) {
                 for ablation in opt(&self.ablation) {
@@ -485,43 +481,16 @@ impl Grid {
                         for order in opt(&self.order) {
                             for seed in opt(&self.seed) {
                                 for tau in opt(&self.tau) {
-                                    let mut c = base.clone();
-                                    let mut parts = vec![];
-                                    if let Some(l) = label {
-                                        parts.push(format!("cfg-{l}"));
-                                    }
-                                    if let Some(m) = metric {
-                                        c.metric = m;
-                                        parts.push(format!("metric-{}", m.cli_name()));
-                                    }
-                                    if let Some(a) = &ablation {
-                                        parts.push(format!("abl-{}", safe(&ablation_label(a))));
-                                        c.ablation = a.clone();
-                                    }
-                                    if let Some(n) = n {
-                                        c.n = Some(n);
-                                        parts.push(format!("n-{n}"));
-                                    }
-                                    if let Some(o) = order {
-                                        c.order = o;
-                                        c.indices_order = None;
-                                        parts.push(format!("order-{o:?}").to_lowercase());
-                                    }
-                                    if let Some(s) = seed {
-                                        c.seed = s;
-                                        parts.push(format!("seed-{s}"));
-                                    }
-                                    if let Some(t) = tau {
-                                        c.tau = t;
-                                        parts.push(format!("tau-{}", float_label(t)));
-                                    }
-                                    let name = if parts.is_empty() {
-                                        "base".to_string()
-                                    } else {
-                                        parts.join("_")
-                                    };
-                                    c.validate(&format!("{source}: point {name}"))?;
-                                    points.push(Point { name, config: c });
+                                    out.push(Coords {
+                                        label: label.as_deref(),
+                                        base,
+                                        metric,
+                                        ablation: ablation.clone(),
+                                        n,
+                                        order,
+                                        seed,
+                                        tau,
+                                    });
                                 }
                             }
                         }
@@ -529,6 +498,24 @@ impl Grid {
                 }
             }
         }
+        out
+    }
+
+    /// The points (configs × metric × ablation × n × order × seed × τ), each validated and
+    /// named; two points with one name (a value listed twice) are refused.
+    pub fn expand(
+        &self,
+        source: &str,
+        known_circuit: Option<PathBuf>,
+        known_key: Option<String>,
+        slurm: SlurmResources,
+    ) -> Result<SweepPlan> {
+        self.check_size(source)?;
+        let points = self
+            .coords()
+            .into_iter()
+            .map(|c| c.point(source))
+            .collect::<Result<Vec<Point>>>()?;
         let mut seen = std::collections::BTreeMap::new();
         for (i, p) in points.iter().enumerate() {
             if let Some(j) = seen.insert(p.name.clone(), i) {
@@ -541,12 +528,67 @@ impl Grid {
         }
         Ok(SweepPlan {
             source: source.to_string(),
-            axes: axes.into_iter().map(String::from).collect(),
+            axes: self.axes_set(),
             points,
             known_circuit,
             known_key,
             slurm,
         })
+    }
+}
+
+/// One point's value on every axis (`None`: the axis is not set).
+struct Coords<'a> {
+    label: Option<&'a str>,
+    base: &'a Config,
+    metric: Option<Metric>,
+    ablation: Option<Ablation>,
+    n: Option<usize>,
+    order: Option<Order>,
+    seed: Option<u64>,
+    tau: Option<f64>,
+}
+
+impl Coords<'_> {
+    /// The point: the base config with these values set, named after them, validated.
+    fn point(self, source: &str) -> Result<Point> {
+        let mut c = self.base.clone();
+        let mut parts = vec![];
+        if let Some(l) = self.label {
+            parts.push(format!("cfg-{l}"));
+        }
+        if let Some(m) = self.metric {
+            c.metric = m;
+            parts.push(format!("metric-{}", m.cli_name()));
+        }
+        if let Some(a) = self.ablation {
+            parts.push(format!("abl-{}", safe(&ablation_label(&a))));
+            c.ablation = a;
+        }
+        if let Some(n) = self.n {
+            c.n = Some(n);
+            parts.push(format!("n-{n}"));
+        }
+        if let Some(o) = self.order {
+            c.order = o;
+            c.indices_order = None;
+            parts.push(format!("order-{o:?}").to_lowercase());
+        }
+        if let Some(s) = self.seed {
+            c.seed = s;
+            parts.push(format!("seed-{s}"));
+        }
+        if let Some(t) = self.tau {
+            c.tau = t;
+            parts.push(format!("tau-{}", float_label(t)));
+        }
+        let name = if parts.is_empty() {
+            "base".to_string()
+        } else {
+            parts.join("_")
+        };
+        c.validate(&format!("{source}: point {name}"))?;
+        Ok(Point { name, config: c })
     }
 }
 
