@@ -7,7 +7,7 @@ use candle_core::{DType, Tensor};
 use circuitscope::analysis::setup::tokens_dataset;
 use circuitscope::attribution::backward;
 use circuitscope::attribution::gradients::{
-    receiver_grads, receiver_grads_autograd, Interpolation,
+    receiver_grads, receiver_grads_autograd, Interpolation, ReceiverGrads,
 };
 use circuitscope::attribution::GradMetric;
 use circuitscope::eval::{HookName, Site};
@@ -29,6 +29,38 @@ fn noise(seed: u64, shape: &[usize], m: &Model) -> Tensor {
     let n: usize = shape.iter().product();
     let v: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
     Tensor::from_vec(v, shape, m.device()).unwrap()
+}
+
+/// The two results agree: the metric to rounding, every receiver's gradient to `tol` of its
+/// size; and not all gradients are zero.
+fn assert_same(label: &str, a: &ReceiverGrads, b: &ReceiverGrads, tol: f64) {
+    assert!(
+        (a.metric - b.metric).abs() < 1e-12 * (1.0 + b.metric.abs()),
+        "{label}: {} vs {}",
+        a.metric,
+        b.metric
+    );
+    assert_eq!(a.grads.len(), b.grads.len(), "{label}");
+    let mut largest = 0f64;
+    for (r, gb) in &b.grads {
+        let ga = &a.grads[r];
+        assert_eq!(ga.dims(), gb.dims(), "{label} {r}");
+        let max = |t: &Tensor| {
+            t.abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap()
+        };
+        let (scale, diff) = (max(gb), max(&(ga - gb).unwrap()));
+        largest = largest.max(scale);
+        assert!(
+            diff <= tol * (1.0 + scale),
+            "{label} {r}: |hand − autograd| = {diff} (|g| ≤ {scale})"
+        );
+    }
+    assert!(largest > 1e-6, "{label}: all gradients zero");
 }
 
 #[test]
@@ -86,42 +118,7 @@ fn hand_written_backward_equals_autograd_on_every_family() {
                 let a = receiver_grads(&m, &tokens, &ends, &obj, kl_ref, interp.as_ref()).unwrap();
                 let b = receiver_grads_autograd(&m, &tokens, &ends, &obj, kl_ref, interp.as_ref())
                     .unwrap();
-                assert!(
-                    (a.metric - b.metric).abs() < 1e-12 * (1.0 + b.metric.abs()),
-                    "{name} {metric} point {i}: {} vs {}",
-                    a.metric,
-                    b.metric
-                );
-                assert_eq!(a.grads.len(), b.grads.len(), "{name}");
-                let mut largest = 0f64;
-                for (r, gb) in &b.grads {
-                    let ga = &a.grads[r];
-                    assert_eq!(ga.dims(), gb.dims(), "{name} {r}");
-                    let scale = gb
-                        .abs()
-                        .unwrap()
-                        .max_all()
-                        .unwrap()
-                        .to_scalar::<f64>()
-                        .unwrap();
-                    let diff = (ga - gb)
-                        .unwrap()
-                        .abs()
-                        .unwrap()
-                        .max_all()
-                        .unwrap()
-                        .to_scalar::<f64>()
-                        .unwrap();
-                    largest = largest.max(scale);
-                    assert!(
-                        diff <= tol * (1.0 + scale),
-                        "{name} {metric} point {i} {r}: |hand − autograd| = {diff} (|g| ≤ {scale})"
-                    );
-                }
-                assert!(
-                    largest > 1e-6,
-                    "{name} {metric} point {i}: all gradients zero"
-                );
+                assert_same(&format!("{name} {metric} point {i}"), &a, &b, tol);
             }
         }
     }
