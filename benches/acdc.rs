@@ -9,7 +9,9 @@
 //!    vocabulary 50257; 20 prompts × 16 tokens, KL, corrupted ablation, τ 0.01), written to a
 //!    model folder so that the reference loads the same weights: the first receivers of a
 //!    sweep, ours against the reference's over the same number of tested edges (time per
-//!    tested edge), and the process's peak resident memory (`VmHWM`) after each of our runs.
+//!    tested edge). `F32` and `Checked` each run in a process of their own (this bench started
+//!    again), which prints its peak resident memory (`VmHWM`) after loading, after the
+//!    evaluator's set-up and at the end, and the peak of live heap bytes beside it.
 //!
 //! Times are wall seconds of the sweep alone (set-up excluded), single-threaded
 //! (`RAYON_NUM_THREADS=1`, as the reference's `torch.set_num_threads(1)`); run on an otherwise
@@ -26,12 +28,40 @@ use circuitscope::data::{Dataset, Example, InductionOptions, TaskSpec};
 use circuitscope::metric::Metric;
 use circuitscope::model::{random, Model};
 use rand::{Rng, SeedableRng};
+use std::alloc::{GlobalAlloc, Layout};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 #[global_allocator]
-static GLOBAL: circuitscope::allocator::Allocator = circuitscope::allocator::Allocator;
+static GLOBAL: Counting = Counting;
+
+/// The binaries' allocator, counting the bytes live at once (the peak of the live set, to
+/// compare with the peak resident memory).
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static LIVE_PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards every call to the binaries' allocator; the counters only observe sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+        LIVE_PEAK.fetch_max(now, Ordering::Relaxed);
+        unsafe { circuitscope::allocator::Allocator.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { circuitscope::allocator::Allocator.dealloc(ptr, layout) }
+    }
+}
+
+/// The largest number of heap bytes live at once so far, in MB.
+fn live_peak_mb() -> f64 {
+    LIVE_PEAK.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0)
+}
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -50,6 +80,14 @@ fn peak_rss_mb() -> Option<f64> {
 fn sweep(prep: &Prepared, max_tested: Option<usize>) -> (f64, usize, SweepState, u64) {
     let sweep = Sweep::new(&prep.model.cfg, prep.sweep_options());
     let mut ev = prep.evaluator().unwrap();
+    if std::env::var(CHILD_ENV).is_ok() {
+        println!(
+            "  set-up: live {:.0} MB, live peak {:.0} MB, peak RSS {:.0} MB",
+            LIVE.load(Ordering::Relaxed) as f64 / 1048576.0,
+            live_peak_mb(),
+            peak_rss_mb().unwrap_or(f64::NAN)
+        );
+    }
     let mut s = sweep.initial_state();
     let mut tested = 0usize;
     let t = Instant::now();
@@ -200,17 +238,16 @@ fn toy(name: &str) {
     }
 }
 
-/// The GPT-2-small-shaped random model, written as a model folder.
-fn gpt2_model_dir(dir: &Path) -> Model {
-    let cfg = random::gpt2_small_config();
-    let w = random::random_weights(&cfg, 0, DType::F32).unwrap();
+/// The GPT-2-small-shaped random model's folder, written on first use.
+fn gpt2_model_dir(dir: &Path) {
     if !dir.join("model.safetensors").is_file() {
+        let cfg = random::gpt2_small_config();
+        let w = random::random_weights(&cfg, 0, DType::F32).unwrap();
         let tok =
             std::fs::read_to_string(root().join("models/gpt2-tokenizer/tokenizer.json")).unwrap();
         circuitscope::train::export::write_model_dir(dir, &cfg, &w.to_hf_gpt2().unwrap(), &tok)
             .unwrap();
     }
-    Model::load(dir, DType::F32).unwrap()
 }
 
 fn gpt2_dataset() -> Dataset {
@@ -238,10 +275,13 @@ fn gpt2_dataset() -> Dataset {
     }
 }
 
-fn gpt2_shaped() {
-    let dir = std::env::temp_dir().join("circuitscope-bench-gpt2-random");
-    let config = |dtype| Config {
-        model: dir.display().to_string(),
+fn gpt2_dir() -> PathBuf {
+    std::env::temp_dir().join("circuitscope-bench-gpt2-random")
+}
+
+fn gpt2_config(dtype: Precision) -> Config {
+    Config {
+        model: gpt2_dir().display().to_string(),
         task: TaskSpec::Induction(InductionOptions::default()),
         n: None,
         metric: Metric::Kl,
@@ -255,43 +295,90 @@ fn gpt2_shaped() {
         abs_value_threshold: false,
         dtype,
         batch: 1,
-    };
-    let m32 = gpt2_model_dir(&dir);
-    let edges: usize = std::env::var("BENCH_GPT2_EDGES")
+    }
+}
+
+fn gpt2_edges() -> usize {
+    std::env::var("BENCH_GPT2_EDGES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(160);
+        .unwrap_or(160)
+}
+
+/// The environment variable that makes this bench a child process measuring one precision.
+const CHILD_ENV: &str = "CIRCUITSCOPE_ACDC_BENCH_CHILD";
+
+/// In a child process: load the model folder in `dtype` (as `acdc` does), sweep the first
+/// edges, print the time and the peak resident memory after each stage, and the line
+/// `RESULT seconds tested` for the parent.
+fn gpt2_child(dtype: Precision) {
+    let mb = || peak_rss_mb().unwrap_or(f64::NAN);
+    let (model, screen_model) = acdc::load_models(&gpt2_config(dtype)).unwrap();
+    let after_load = mb();
+    let live_load = live_peak_mb();
+    let mut prep = Prepared::from_parts(&gpt2_config(dtype), model, gpt2_dataset()).unwrap();
+    prep.screen_model = screen_model;
+    let (secs, tested, _, rechecks) = sweep(&prep, Some(gpt2_edges()));
     println!(
-        "\nGPT-2-small-shaped random model ({}), 20 prompts × 16 tokens, KL, tau 0.01",
+        "  ours {dtype:?}: {secs:.2} s for the first {tested} tested edges ({:.1} ms/edge, \
+         {rechecks} float64 evaluations); peak RSS {:.0} MB (after loading {after_load:.0} \
+         MB); peak of live heap {:.0} MB (after loading {live_load:.0} MB)",
+        secs / tested as f64 * 1e3,
+        mb(),
+        live_peak_mb()
+    );
+    println!("RESULT {secs} {tested}");
+}
+
+/// Run [`gpt2_child`] in its own process (so that each peak is that precision's alone); echo
+/// its lines; `(seconds, tested edges)`.
+fn gpt2_in_child(dtype: Precision) -> Option<(f64, usize)> {
+    let exe = std::env::current_exe().ok()?;
+    let out = std::process::Command::new(exe)
+        .env(CHILD_ENV, format!("{dtype:?}"))
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut result = None;
+    for line in text.lines() {
+        match line.strip_prefix("RESULT ") {
+            Some(r) => {
+                let mut it = r.split_whitespace();
+                result = Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?));
+            }
+            None => println!("{line}"),
+        }
+    }
+    if !out.status.success() {
+        println!(
+            "  ours {dtype:?}: failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    result
+}
+
+fn gpt2_shaped() {
+    let dir = gpt2_dir();
+    gpt2_model_dir(&dir);
+    println!(
+        "\nGPT-2-small-shaped random model ({}), 20 prompts × 16 tokens, KL, tau 0.01; each \
+         precision in its own process",
         dir.display()
     );
-    // F32 first: the default precision, one model in memory.
-    let prep = Prepared::from_parts(&config(Precision::F32), m32.clone(), gpt2_dataset()).unwrap();
-    let (t32, n32, _, _) = sweep(&prep, Some(edges));
-    println!(
-        "  ours F32: {t32:.2} s for the first {n32} tested edges ({:.1} ms/edge); peak RSS \
-         {:.0} MB",
-        t32 / n32 as f64 * 1e3,
-        peak_rss_mb().unwrap_or(f64::NAN)
-    );
-    drop(prep);
-    let m64 = Model::load(&dir, DType::F64).unwrap();
-    let mut prep = Prepared::from_parts(&config(Precision::Checked), m64, gpt2_dataset()).unwrap();
-    prep.screen_model = Some(m32);
-    let (tc, nc, _, rechecks) = sweep(&prep, Some(edges));
-    println!(
-        "  ours Checked: {tc:.2} s for the first {nc} tested edges ({:.1} ms/edge, {rechecks} \
-         float64 evaluations); peak RSS {:.0} MB",
-        tc / nc as f64 * 1e3,
-        peak_rss_mb().unwrap_or(f64::NAN)
-    );
+    let ours32 = gpt2_in_child(Precision::F32);
+    let checked = gpt2_in_child(Precision::Checked);
+    let (Some((t32, n32)), Some((tc, nc))) = (ours32, checked) else {
+        return;
+    };
     let prep64 = Prepared::from_parts(
-        &config(Precision::F64),
+        &gpt2_config(Precision::F64),
         Model::load(&dir, DType::F64).unwrap(),
         gpt2_dataset(),
     )
     .unwrap();
-    if let Some(r) = reference(&prep64, &dir, Some(edges)) {
+    if let Some(r) = reference(&prep64, &dir, Some(gpt2_edges())) {
         let per = r.seconds / r.tested as f64;
         println!(
             "  reference: {:.1} s for the first {} tested edges ({:.1} ms/edge)",
@@ -309,6 +396,15 @@ fn gpt2_shaped() {
 }
 
 fn main() {
+    if let Ok(d) = std::env::var(CHILD_ENV) {
+        let dtype = match d.as_str() {
+            "F32" => Precision::F32,
+            "F64" => Precision::F64,
+            _ => Precision::Checked,
+        };
+        gpt2_child(dtype);
+        return;
+    }
     println!(
         "threads: {} (the reference: 1)",
         std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into())

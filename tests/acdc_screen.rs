@@ -245,3 +245,62 @@ fn float32_error_bound_dominates_the_observed_error() {
     }
     println!("largest |metric32 − metric64| / E: {worst:.3e}");
 }
+
+/// `Checked` precision keeps one copy of the weights: its float64 model is the float32 model
+/// widened, and computes bit for bit as the model loaded in float64 from the same (float32)
+/// file: every logit and every head's output, on GPT-2 and Pythia (rotary, parallel residual).
+#[test]
+fn widened_float32_model_computes_as_the_float64_model() {
+    use candle_core::DType;
+    use circuitscope::eval::{self, LogitsAt, Patches, RunOptions};
+    use circuitscope::graph::Node;
+    use circuitscope::model::Model;
+    for model in ["gpt2-tiny", "pythia-tiny"] {
+        let c = config(model, 0.01, Metric::Kl, Precision::Checked);
+        let (wide, screen) = acdc::load_models(&c).unwrap();
+        let m32 = screen.unwrap();
+        assert_eq!(wide.dtype, DType::F64);
+        assert_eq!(
+            wide.w.w_e.dtype(),
+            DType::F32,
+            "{model}: the weights are not copied"
+        );
+        assert_eq!(m32.dtype, DType::F32);
+        let m64 = Model::load(&PathBuf::from(fixture(model)), DType::F64).unwrap();
+        let tokens = m64
+            .tokens_tensor(&[vec![1, 2, 3, 4, 5, 6], vec![6, 5, 4, 3, 2, 1]])
+            .unwrap();
+        let run = |m: &Model| {
+            eval::run(
+                m,
+                &tokens,
+                &Patches::new(),
+                RunOptions {
+                    logits: LogitsAt::All,
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+        };
+        let (a, b) = (run(&wide), run(&m64));
+        let bits = |t: &candle_core::Tensor| -> Vec<u64> {
+            let v = t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            v.into_iter().map(f64::to_bits).collect()
+        };
+        assert_eq!(
+            bits(a.logits.as_ref().unwrap()),
+            bits(b.logits.as_ref().unwrap()),
+            "{model}: logits"
+        );
+        for l in 0..m64.cfg.n_layers {
+            for h in 0..m64.cfg.n_heads {
+                let u = Node::Head(l, h);
+                assert_eq!(
+                    bits(&a.sender_out(&wide, u).unwrap()),
+                    bits(&b.sender_out(&m64, u).unwrap()),
+                    "{model}: {u}"
+                );
+            }
+        }
+    }
+}

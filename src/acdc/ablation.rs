@@ -199,8 +199,8 @@ pub fn ablate(
             let mut mid = vec![];
             let mut acc = zeros.clone();
             for l in 0..cfg.n_layers {
-                let b_o = &model.w.blocks[l].b_o;
-                let after = acc.broadcast_add(b_o)?;
+                let b_o = model.weight(&model.w.blocks[l].b_o)?;
+                let after = acc.broadcast_add(&b_o)?;
                 if cfg.has_mlp() {
                     mid.push(if cfg.parallel_residual {
                         acc.clone()

@@ -33,7 +33,7 @@ use crate::graph::GraphOptions;
 use crate::metric::Metric;
 use crate::model::Model;
 use crate::tokenizer::Tokenizer;
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 use checkpoint::RunIdentity;
 use std::path::Path;
 
@@ -134,7 +134,7 @@ impl Prepared {
     /// Load the model, build the dataset and check it.
     pub fn new(config: &Config) -> Result<Prepared> {
         crate::memory::check_task(&config.task_with_n(), "the ACDC config (or --n)")?;
-        let model = Model::load_spec(&config.model, config.dtype.dtype())?;
+        let (model, screen_model) = load_models(config)?;
         let tok = Tokenizer::from_model_dir(&model.dir)?;
         let dataset = config.task_with_n().build(&tok)?;
         crate::memory::check_forward(
@@ -144,9 +144,7 @@ impl Prepared {
             dataset.max_len(),
         )?;
         let mut prep = Self::from_parts(config, model, dataset)?;
-        if config.dtype == Precision::Checked && screenable(&prep.model.cfg) {
-            prep.screen_model = Some(Model::load(&prep.model.dir, candle_core::DType::F32)?);
-        }
+        prep.screen_model = screen_model;
         Ok(prep)
     }
 
@@ -347,6 +345,32 @@ impl Prepared {
         let units = Units::new(&m32.cfg, self.config.level, self.sweep_options().graph);
         Screen::new(m32, clean, ablated, self.end.clone(), units, relative)
     }
+}
+
+/// The config's model in its precision, and for `Checked` precision the float32 model that
+/// screens the edges (when the screen can evaluate this model).
+///
+/// Under `Checked` the float64 model is then the float32 one [`Model::widened`]: one copy of
+/// the weights in memory, bit for bit the model loaded in float64, because the file holds
+/// nothing wider than float32 (so its float32 values are its values) and the families the
+/// screen evaluates load by layout changes alone. A float64 checkpoint is loaded twice.
+pub fn load_models(config: &Config) -> Result<(Model, Option<Model>)> {
+    let dir = crate::model::resolve::resolve_model(&config.model)?;
+    if config.dtype == Precision::Checked {
+        let cfg = crate::model::ModelConfig::from_dir(&dir)?;
+        if screenable(&cfg) {
+            let m32 = Model::load(&dir, DType::F32)?;
+            let model = if cfg.family == crate::model::Family::Gemma2
+                || crate::model::TensorSource::from_dir(&dir)?.holds_f64()
+            {
+                Model::load(&dir, DType::F64)?
+            } else {
+                m32.widened(DType::F64)?
+            };
+            return Ok((model, Some(m32)));
+        }
+    }
+    Ok((Model::load(&dir, config.dtype.dtype())?, None))
 }
 
 /// Read a config file, apply overrides.

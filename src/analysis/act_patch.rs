@@ -215,35 +215,34 @@ pub fn act_patch(setup: &Setup, target: ActTarget) -> Result<LabelledArray> {
     act_patch_with(setup, target, ActPatchOptions::default())
 }
 
+/// Refuse a target the model lacks (`resid_mid` with parallel attention and MLP, `mlp_out`
+/// without an MLP).
+fn check_target(cfg: &crate::model::ModelConfig, target: ActTarget) -> Result<()> {
+    use ActTarget::*;
+    match target {
+        ResidMid if cfg.parallel_residual => Err(Error::input(
+            "resid_mid does not exist in a model with parallel attention and MLP (GPT-NeoX, \
+             Pythia); patch resid_pre, attn_out or mlp_out",
+        )),
+        MlpOut if !cfg.has_mlp() => Err(Error::input(
+            "mlp_out does not exist in an attention-only model; patch resid_pre or attn_out",
+        )),
+        BlockEvery if !cfg.has_mlp() => Err(Error::input(
+            "block_every includes mlp_out, which an attention-only model lacks; patch \
+             resid_pre and attn_out separately",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Run one activation-patching sweep.
-#[allow(clippy::too_many_lines)] // not split yet: its stages share many locals (left open in issue #10)
 pub fn act_patch_with(
     setup: &Setup,
     target: ActTarget,
     opts: ActPatchOptions,
 ) -> Result<LabelledArray> {
-    let cfg = &setup.model.cfg;
+    check_target(&setup.model.cfg, target)?;
     use ActTarget::*;
-    match target {
-        ResidMid if cfg.parallel_residual => {
-            return Err(Error::input(
-                "resid_mid does not exist in a model with parallel attention and MLP (GPT-NeoX, \
-                 Pythia); patch resid_pre, attn_out or mlp_out",
-            ))
-        }
-        MlpOut if !cfg.has_mlp() => {
-            return Err(Error::input(
-                "mlp_out does not exist in an attention-only model; patch resid_pre or attn_out",
-            ))
-        }
-        BlockEvery if !cfg.has_mlp() => {
-            return Err(Error::input(
-                "block_every includes mlp_out, which an attention-only model lacks; patch \
-                 resid_pre and attn_out separately",
-            ))
-        }
-        _ => {}
-    }
     let mut sweep = match target {
         ResidPre | ResidMid | AttnOut | MlpOut => {
             let site = match target {
@@ -274,44 +273,7 @@ pub fn act_patch_with(
             );
             LabelledArray::stack(target.name(), &title(target), axis, &parts)?
         }
-        HeadAllPosEvery | HeadByPosEvery => {
-            let by_pos = target == HeadByPosEvery;
-            let ts = if by_pos {
-                [
-                    HeadOutByPos,
-                    HeadQByPos,
-                    HeadKByPos,
-                    HeadVByPos,
-                    HeadPatternByPos,
-                ]
-            } else {
-                [
-                    HeadOutAllPos,
-                    HeadQAllPos,
-                    HeadKAllPos,
-                    HeadVAllPos,
-                    HeadPatternAllPos,
-                ]
-            };
-            let mut parts = Vec::with_capacity(5);
-            for t in ts {
-                let s = act_patch_with(setup, t, opts)?;
-                // TransformerLens rearranges the pattern's [layer, head, pos] to [layer, pos, head].
-                parts.push(if t == HeadPatternByPos {
-                    s.permute(&[0, 2, 1])
-                } else {
-                    s
-                });
-            }
-            let axis = Axis::new(
-                "component",
-                ["output", "query", "key", "value", "pattern"]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
-            );
-            LabelledArray::stack(target.name(), &title(target), axis, &parts)?
-        }
+        HeadAllPosEvery | HeadByPosEvery => every_head_target(setup, target, opts)?,
     };
     sweep.name = format!("act_patch_{}", target.name());
     sweep.note("metric", setup.metric.to_string());
@@ -323,6 +285,52 @@ pub fn act_patch_with(
          run (transformer_lens.patching semantics)",
     );
     Ok(sweep)
+}
+
+/// `head_all_pos_every` / `head_by_pos_every`: output, query, key, value and pattern stacked
+/// along a `component` axis.
+fn every_head_target(
+    setup: &Setup,
+    target: ActTarget,
+    opts: ActPatchOptions,
+) -> Result<LabelledArray> {
+    use ActTarget::*;
+    let by_pos = target == HeadByPosEvery;
+    let ts = if by_pos {
+        [
+            HeadOutByPos,
+            HeadQByPos,
+            HeadKByPos,
+            HeadVByPos,
+            HeadPatternByPos,
+        ]
+    } else {
+        [
+            HeadOutAllPos,
+            HeadQAllPos,
+            HeadKAllPos,
+            HeadVAllPos,
+            HeadPatternAllPos,
+        ]
+    };
+    let mut parts = Vec::with_capacity(5);
+    for t in ts {
+        let s = act_patch_with(setup, t, opts)?;
+        // TransformerLens rearranges the pattern's [layer, head, pos] to [layer, pos, head].
+        parts.push(if t == HeadPatternByPos {
+            s.permute(&[0, 2, 1])
+        } else {
+            s
+        });
+    }
+    let axis = Axis::new(
+        "component",
+        ["output", "query", "key", "value", "pattern"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    );
+    LabelledArray::stack(target.name(), &title(target), axis, &parts)
 }
 
 fn head_site(t: ActTarget) -> Site {

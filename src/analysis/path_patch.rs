@@ -154,7 +154,6 @@ impl<'s, 'm> PathPatcher<'s, 'm> {
     /// `hook_z` to the clean run's except the senders' (the corrupted run's; MLP senders'
     /// outputs too) and recomputes the MLPs; run 2 is the clean run with the receivers' q, k,
     /// v (or MLP input) taken from run 1 at the masked positions.
-    #[allow(clippy::too_many_lines)] // not split yet: its stages share many locals (left open in issue #10)
     fn run_through_mlps(
         &self,
         senders: &[Node],
@@ -184,16 +183,7 @@ impl<'s, 'm> PathPatcher<'s, 'm> {
         }
         let first_sender = senders.iter().filter_map(Node::layer).min().unwrap_or(0);
         let freeze = self.freeze_patches(senders, first_sender)?;
-        let mut names: Vec<HookName> = receivers
-            .iter()
-            .filter_map(|r| match *r {
-                Receiver::Head(l, _, x) => Some(HookName::Block(l, Site::qkv(x))),
-                Receiver::Mlp(l) => Some(HookName::Block(l, Site::MlpIn)),
-                Receiver::Logits => None,
-            })
-            .collect();
-        names.sort();
-        names.dedup();
+        let names = input_names(receivers);
         let frozen = eval::run(
             model,
             &setup.clean_tokens,
@@ -209,6 +199,33 @@ impl<'s, 'm> PathPatcher<'s, 'm> {
             let m = setup.score_run(&frozen)?;
             return Ok(self.result(m, edges));
         }
+        let patches = self.receiver_patches(&frozen, &names, receivers, mask)?;
+        let first = patches.first_stage(n).unwrap_or(Stage::Embed);
+        let run = eval::run(
+            model,
+            &setup.clean_tokens,
+            &patches,
+            RunOptions {
+                logits: setup.logits_at(),
+                from: Some((&self.clean, first)),
+                ..Default::default()
+            },
+        )?;
+        let m = setup.score_run(&run)?;
+        Ok(self.result(m, edges))
+    }
+
+    /// Run 2's patches of [`PathMode::ThroughMlps`]: each receiver's input (`names`) from run 1
+    /// (`frozen`), at the masked positions and, for q/k/v, only in the receivers' heads.
+    fn receiver_patches(
+        &self,
+        frozen: &Run,
+        names: &[HookName],
+        receivers: &[Receiver],
+        mask: Option<&Tensor>,
+    ) -> Result<Patches> {
+        let setup = self.setup;
+        let cfg = &setup.model.cfg;
         let (b, p) = (setup.batch(), setup.seq_len());
         let pos_mask: Vec<u8> = match mask {
             Some(m) => m
@@ -220,9 +237,9 @@ impl<'s, 'm> PathPatcher<'s, 'm> {
                 .collect(),
             None => vec![1; b * p],
         };
-        let dev = model.device();
+        let dev = setup.model.device();
         let mut patches = Patches::new();
-        for &name in &names {
+        for &name in names {
             let key = name.to_string();
             let captured = frozen
                 .cache
@@ -247,19 +264,7 @@ impl<'s, 'm> PathPatcher<'s, 'm> {
             };
             patches.replace_activation(name, captured, Region::Mask(m));
         }
-        let first = patches.first_stage(n).unwrap_or(Stage::Embed);
-        let run = eval::run(
-            model,
-            &setup.clean_tokens,
-            &patches,
-            RunOptions {
-                logits: setup.logits_at(),
-                from: Some((&self.clean, first)),
-                ..Default::default()
-            },
-        )?;
-        let m = setup.score_run(&run)?;
-        Ok(self.result(m, edges))
+        Ok(patches)
     }
 
     /// Run 1 of [`PathMode::ThroughMlps`] from layer `first`: every head's `hook_z` is the
@@ -410,4 +415,19 @@ pub fn mask_for(setup: &Setup, positions: &[Position]) -> Result<Option<Tensor>>
     } else {
         Ok(Some(setup.position_mask(positions)?))
     }
+}
+
+/// The input activations of `receivers` (q/k/v inputs, MLP inputs), sorted, once each.
+fn input_names(receivers: &[Receiver]) -> Vec<HookName> {
+    let mut names: Vec<HookName> = receivers
+        .iter()
+        .filter_map(|r| match *r {
+            Receiver::Head(l, _, x) => Some(HookName::Block(l, Site::qkv(x))),
+            Receiver::Mlp(l) => Some(HookName::Block(l, Site::MlpIn)),
+            Receiver::Logits => None,
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }

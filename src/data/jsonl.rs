@@ -46,148 +46,16 @@ pub fn load(opts: &JsonlOptions, tok: &Tokenizer) -> Result<Dataset> {
 }
 
 /// Parse JSONL text; `name` (the file) is used in messages.
-#[allow(clippy::too_many_lines)] // not split yet: its stages share many locals (left open in issue #10)
 pub fn parse(text: &str, name: &str, opts: &JsonlOptions, tok: &Tokenizer) -> Result<Dataset> {
     let mut examples = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        let lineno = i + 1;
         if line.trim().is_empty() {
             continue;
         }
         if opts.n > 0 && examples.len() == opts.n {
             break;
         }
-        let at = |field: &str, msg: String| {
-            Error::input(format!("{name}:{lineno}: field `{field}`: {msg}"))
-        };
-        let v: Value = serde_json::from_str(line).map_err(|e| {
-            Error::input(format!(
-                "{name}:{lineno}: not valid JSON ({e}); each line must be one object like \
-                 {{\"prompt\": \"…\", \"answer\": \" Paris\"}}"
-            ))
-        })?;
-        let Value::Object(obj) = v else {
-            return Err(Error::input(format!(
-                "{name}:{lineno}: expected a JSON object with \"prompt\" and \"answer\""
-            )));
-        };
-        if let Some(k) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-            return Err(at(
-                k,
-                format!("unknown field; known fields: {}", FIELDS.join(", ")),
-            ));
-        }
-        let prompt = match obj.get("prompt") {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            Some(_) => return Err(at("prompt", "must be a non-empty string".into())),
-            None => return Err(at("prompt", "missing; every line needs a prompt".into())),
-        };
-        let tokens = match obj.get("tokens") {
-            Some(t) => ids(t).ok_or_else(|| at("tokens", "must be a list of token ids".into()))?,
-            None => known_words(&prompt, opts.prepend_bos, tok).map_err(|m| at("prompt", m))?,
-        };
-        if tokens.is_empty() {
-            return Err(at("prompt", "tokenizes to no tokens".into()));
-        }
-        let answer = match obj.get("answer") {
-            Some(a) => token_set(a, tok).map_err(|m| at("answer", m))?,
-            None => {
-                return Err(at(
-                    "answer",
-                    "missing; give the answer token, e.g. \" Paris\"".into(),
-                ))
-            }
-        };
-        if answer.is_empty() {
-            return Err(at(
-                "answer",
-                "is empty; give at least one answer token".into(),
-            ));
-        }
-        let wrong = match obj.get("wrong") {
-            Some(w) => token_set(w, tok).map_err(|m| at("wrong", m))?,
-            None => Vec::new(),
-        };
-        let corrupted_prompt = match obj.get("corrupted").or_else(|| obj.get("corrupted_prompt")) {
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(Value::Null) | None => None,
-            Some(_) => return Err(at("corrupted", "must be a string".into())),
-        };
-        let corrupted_tokens = match (obj.get("corrupted_tokens"), &corrupted_prompt) {
-            (Some(t), _) => Some(
-                ids(t)
-                    .ok_or_else(|| at("corrupted_tokens", "must be a list of token ids".into()))?,
-            ),
-            (None, Some(c)) => {
-                Some(known_words(c, opts.prepend_bos, tok).map_err(|m| at("corrupted", m))?)
-            }
-            (None, None) => None,
-        };
-        let mut features = BTreeMap::new();
-        match obj.get("features") {
-            Some(Value::Object(m)) => {
-                for (k, v) in m {
-                    let s = match v {
-                        Value::String(s) => s.clone(),
-                        Value::Number(n) => n.to_string(),
-                        Value::Bool(b) => b.to_string(),
-                        _ => {
-                            return Err(at(
-                                "features",
-                                format!("feature '{k}' must be a string, number or boolean"),
-                            ))
-                        }
-                    };
-                    features.insert(k.clone(), s);
-                }
-            }
-            Some(Value::Null) | None => {}
-            Some(_) => return Err(at("features", "must be an object of name → value".into())),
-        }
-        let mut positions = BTreeMap::new();
-        match obj.get("positions") {
-            Some(Value::Object(m)) => {
-                for (k, v) in m {
-                    let p = v.as_u64().map(|p| p as usize).filter(|&p| p < tokens.len());
-                    let Some(p) = p else {
-                        return Err(at(
-                            "positions",
-                            format!(
-                                "position '{k}' must be a token index below {}",
-                                tokens.len()
-                            ),
-                        ));
-                    };
-                    positions.insert(k.clone(), p);
-                }
-            }
-            Some(Value::Null) | None => {}
-            Some(_) => return Err(at("positions", "must be an object of name → index".into())),
-        }
-        positions
-            .entry("END".to_string())
-            .or_insert(end_position(&tokens));
-        let vocab = tok.vocab_size();
-        if let Some(bad) = tokens
-            .iter()
-            .chain(corrupted_tokens.iter().flatten())
-            .find(|&&t| t as usize >= vocab)
-        {
-            return Err(at(
-                "tokens",
-                format!("token id {bad} is outside the vocabulary ({vocab} tokens)"),
-            ));
-        }
-        examples.push(Example {
-            prompt,
-            tokens,
-            positions,
-            answer,
-            wrong,
-            features,
-            corrupted_prompt,
-            corrupted_tokens,
-        });
+        examples.push(parse_line(line, name, i + 1, opts, tok)?);
     }
     if examples.is_empty() {
         return Err(Error::input(format!(
@@ -198,6 +66,183 @@ pub fn parse(text: &str, name: &str, opts: &JsonlOptions, tok: &Tokenizer) -> Re
         task: "jsonl".into(),
         examples,
     })
+}
+
+/// A message about `field` of the current line.
+type At<'a> = dyn Fn(&str, String) -> Error + 'a;
+
+/// One line (`lineno`, from 1) of the file `name`: one example.
+fn parse_line(
+    line: &str,
+    name: &str,
+    lineno: usize,
+    opts: &JsonlOptions,
+    tok: &Tokenizer,
+) -> Result<Example> {
+    let at =
+        |field: &str, msg: String| Error::input(format!("{name}:{lineno}: field `{field}`: {msg}"));
+    let v: Value = serde_json::from_str(line).map_err(|e| {
+        Error::input(format!(
+            "{name}:{lineno}: not valid JSON ({e}); each line must be one object like \
+             {{\"prompt\": \"…\", \"answer\": \" Paris\"}}"
+        ))
+    })?;
+    let Value::Object(obj) = v else {
+        return Err(Error::input(format!(
+            "{name}:{lineno}: expected a JSON object with \"prompt\" and \"answer\""
+        )));
+    };
+    if let Some(k) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(at(
+            k,
+            format!("unknown field; known fields: {}", FIELDS.join(", ")),
+        ));
+    }
+    let prompt = match obj.get("prompt") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(_) => return Err(at("prompt", "must be a non-empty string".into())),
+        None => return Err(at("prompt", "missing; every line needs a prompt".into())),
+    };
+    let tokens = match obj.get("tokens") {
+        Some(t) => ids(t).ok_or_else(|| at("tokens", "must be a list of token ids".into()))?,
+        None => known_words(&prompt, opts.prepend_bos, tok).map_err(|m| at("prompt", m))?,
+    };
+    if tokens.is_empty() {
+        return Err(at("prompt", "tokenizes to no tokens".into()));
+    }
+    let (answer, wrong) = answers(&obj, tok, &at)?;
+    let (corrupted_prompt, corrupted_tokens) = corrupted(&obj, opts, tok, &at)?;
+    let features = features(&obj, &at)?;
+    let mut positions = positions(&obj, tokens.len(), &at)?;
+    positions
+        .entry("END".to_string())
+        .or_insert(end_position(&tokens));
+    let vocab = tok.vocab_size();
+    if let Some(bad) = tokens
+        .iter()
+        .chain(corrupted_tokens.iter().flatten())
+        .find(|&&t| t as usize >= vocab)
+    {
+        return Err(at(
+            "tokens",
+            format!("token id {bad} is outside the vocabulary ({vocab} tokens)"),
+        ));
+    }
+    Ok(Example {
+        prompt,
+        tokens,
+        positions,
+        answer,
+        wrong,
+        features,
+        corrupted_prompt,
+        corrupted_tokens,
+    })
+}
+
+/// `answer` (required, at least one token) and `wrong` (optional).
+fn answers(
+    obj: &serde_json::Map<String, Value>,
+    tok: &Tokenizer,
+    at: &At,
+) -> Result<(Vec<u32>, Vec<u32>)> {
+    let answer = match obj.get("answer") {
+        Some(a) => token_set(a, tok).map_err(|m| at("answer", m))?,
+        None => {
+            return Err(at(
+                "answer",
+                "missing; give the answer token, e.g. \" Paris\"".into(),
+            ))
+        }
+    };
+    if answer.is_empty() {
+        return Err(at(
+            "answer",
+            "is empty; give at least one answer token".into(),
+        ));
+    }
+    let wrong = match obj.get("wrong") {
+        Some(w) => token_set(w, tok).map_err(|m| at("wrong", m))?,
+        None => Vec::new(),
+    };
+    Ok((answer, wrong))
+}
+
+/// The corrupted prompt (`corrupted` or `corrupted_prompt`) and its tokens
+/// (`corrupted_tokens`, or the prompt tokenized).
+fn corrupted(
+    obj: &serde_json::Map<String, Value>,
+    opts: &JsonlOptions,
+    tok: &Tokenizer,
+    at: &At,
+) -> Result<(Option<String>, Option<Vec<u32>>)> {
+    let corrupted_prompt = match obj.get("corrupted").or_else(|| obj.get("corrupted_prompt")) {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Null) | None => None,
+        Some(_) => return Err(at("corrupted", "must be a string".into())),
+    };
+    let corrupted_tokens = match (obj.get("corrupted_tokens"), &corrupted_prompt) {
+        (Some(t), _) => Some(
+            ids(t).ok_or_else(|| at("corrupted_tokens", "must be a list of token ids".into()))?,
+        ),
+        (None, Some(c)) => {
+            Some(known_words(c, opts.prepend_bos, tok).map_err(|m| at("corrupted", m))?)
+        }
+        (None, None) => None,
+    };
+    Ok((corrupted_prompt, corrupted_tokens))
+}
+
+/// `features`: name → value (strings, numbers and booleans, as text).
+fn features(obj: &serde_json::Map<String, Value>, at: &At) -> Result<BTreeMap<String, String>> {
+    let mut features = BTreeMap::new();
+    match obj.get("features") {
+        Some(Value::Object(m)) => {
+            for (k, v) in m {
+                let s = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    _ => {
+                        return Err(at(
+                            "features",
+                            format!("feature '{k}' must be a string, number or boolean"),
+                        ))
+                    }
+                };
+                features.insert(k.clone(), s);
+            }
+        }
+        Some(Value::Null) | None => {}
+        Some(_) => return Err(at("features", "must be an object of name → value".into())),
+    }
+    Ok(features)
+}
+
+/// `positions`: name → token index below `len`.
+fn positions(
+    obj: &serde_json::Map<String, Value>,
+    len: usize,
+    at: &At,
+) -> Result<BTreeMap<String, usize>> {
+    let mut positions = BTreeMap::new();
+    match obj.get("positions") {
+        Some(Value::Object(m)) => {
+            for (k, v) in m {
+                let p = v.as_u64().map(|p| p as usize).filter(|&p| p < len);
+                let Some(p) = p else {
+                    return Err(at(
+                        "positions",
+                        format!("position '{k}' must be a token index below {len}"),
+                    ));
+                };
+                positions.insert(k.clone(), p);
+            }
+        }
+        Some(Value::Null) | None => {}
+        Some(_) => return Err(at("positions", "must be an object of name → index".into())),
+    }
+    Ok(positions)
 }
 
 /// Tokens of `text`, refusing words the vocabulary lacks (they would all become the same

@@ -151,8 +151,8 @@ impl<'a> CircuitInputs<'a> {
         let dh = self.model.cfg.d_head;
         let y = normed
             .reshape((bt * p, d))?
-            .matmul(&w.get(h)?)?
-            .broadcast_add(&b.get(h)?)?
+            .matmul(&self.model.weight(&w.get(h)?)?)?
+            .broadcast_add(&self.model.weight(&b.get(h)?)?)?
             .reshape((bt, p, 1, dh))?;
         if x == Qkv::V {
             Ok(y)
@@ -163,7 +163,11 @@ impl<'a> CircuitInputs<'a> {
 
     fn norm1(&self, l: usize, x: &Tensor) -> Result<Tensor> {
         let blk = &self.model.w.blocks[l];
-        Ok(self.model.layer_norm(x, &blk.ln1_w, &blk.ln1_b)?.0)
+        let m = self.model;
+        Ok(
+            m.layer_norm(x, &m.weight(&blk.ln1_w)?, &m.weight(&blk.ln1_b)?)?
+                .0,
+        )
     }
 
     /// One head's `z` from its q, k and v; at the answer positions only in the last layer.
@@ -184,7 +188,7 @@ impl<'a> CircuitInputs<'a> {
     /// One head's output (without `b_O`) from its `z`.
     fn head_out(&self, l: usize, h: usize, z: &Tensor) -> Result<Tensor> {
         let (b, p, _, dh) = z.dims4()?;
-        let w = self.model.w.blocks[l].w_o.get(h)?;
+        let w = self.model.weight(&self.model.w.blocks[l].w_o.get(h)?)?;
         Ok(z.reshape((b * p, dh))?
             .matmul(&w)?
             .reshape((b, p, self.model.cfg.d_model))?)
@@ -387,10 +391,10 @@ impl CircuitRun {
                     result,
                 });
             }
-            let b_o = &cx.model.w.blocks[l].b_o;
+            let b_o = cx.model.weight(&cx.model.w.blocks[l].b_o)?;
             let attn_out = sum(heads.iter().map(|h| Ok(h.result.clone())))?
                 .ok_or_else(|| Error::input("internal: a layer without heads"))?
-                .broadcast_add(b_o)?;
+                .broadcast_add(&b_o)?;
             let pre = cx.at(&resid_pre, last)?;
             let mid = (&pre + &attn_out)?;
             layers.push(LayerState {

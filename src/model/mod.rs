@@ -25,7 +25,8 @@ use std::path::{Path, PathBuf};
 pub struct Model {
     /// The model's shape.
     pub cfg: ModelConfig,
-    /// The weights in TransformerLens layout.
+    /// The weights in TransformerLens layout, in the compute dtype or (a model made by
+    /// [`Model::widened`]) narrower: read them through [`Model::weight`].
     pub w: Weights,
     /// The folder it was loaded from (empty for models built in memory).
     pub dir: PathBuf,
@@ -95,6 +96,35 @@ impl Model {
         })
     }
 
+    /// This model computing in `dtype` (wider than its weights' dtype) with the same weights,
+    /// not copied: each weight is widened when an operation reads it ([`Model::weight`]) and
+    /// dropped after. Widening is exact, so when the weights were loaded by layout changes
+    /// alone (every family but Gemma-2, whose norm scales are folded in the load dtype) from a
+    /// file no wider than this model's dtype, the result computes bit for bit as the model
+    /// loaded in `dtype`, while only the narrow weights stay in memory.
+    pub fn widened(&self, dtype: DType) -> Result<Model> {
+        let mut m = Model::from_weights(self.cfg.clone(), self.w.clone(), dtype)?;
+        m.dir = self.dir.clone();
+        Ok(m)
+    }
+
+    /// A weight in the compute dtype: the tensor itself, or (a [`Model::widened`] model) its
+    /// widened copy with the same layout (a transposed view stays a transposed view).
+    pub fn weight(&self, t: &Tensor) -> Result<Tensor> {
+        if t.dtype() == self.dtype {
+            return Ok(t.clone());
+        }
+        if t.rank() == 2 && !t.is_contiguous() && t.t()?.is_contiguous() {
+            return Ok(t.t()?.to_dtype(self.dtype)?.t()?);
+        }
+        Ok(t.to_dtype(self.dtype)?)
+    }
+
+    /// [`Model::weight`] of an optional weight.
+    fn weight_opt(&self, t: Option<&Tensor>) -> Result<Option<Tensor>> {
+        t.map(|t| self.weight(t)).transpose()
+    }
+
     /// The device tensors live on (always the CPU here).
     pub fn device(&self) -> &Device {
         self.w.w_e.device()
@@ -138,19 +168,15 @@ impl Model {
     /// Token embedding and positional embedding (GPT-2), each `[batch, pos, d_model]`.
     pub fn embed(&self, tokens: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
         let (b, p) = tokens.dims2()?;
-        let mut e = self
-            .w
-            .w_e
-            .index_select(&tokens.flatten_all()?, 0)?
-            .reshape((b, p, self.cfg.d_model))?;
+        let rows = self.w.w_e.index_select(&tokens.flatten_all()?, 0)?;
+        let mut e = self.weight(&rows)?.reshape((b, p, self.cfg.d_model))?;
         if self.cfg.arch.embed_scale {
             // Gemma: × √d_model, rounded to the compute dtype first as Hugging Face does.
             e = (e * (self.cfg.d_model as f64).sqrt())?;
         }
         let pos = match &self.w.w_pos {
             Some(w_pos) => Some(
-                w_pos
-                    .narrow(0, 0, p)?
+                self.weight(&w_pos.narrow(0, 0, p)?)?
                     .unsqueeze(0)?
                     .broadcast_as((b, p, self.cfg.d_model))?
                     .contiguous()?,
@@ -202,17 +228,18 @@ impl Model {
         v_in: &HeadInput,
     ) -> Result<(Tensor, Tensor, Tensor, [Tensor; 3])> {
         let blk = &self.w.blocks[layer];
+        let (ln_w, ln_b) = (self.weight(&blk.ln1_w)?, self.weight(&blk.ln1_b)?);
         let (h, kv, dh) = (self.cfg.n_heads, self.cfg.n_kv_heads(), self.cfg.d_head);
         if let (HeadInput::Shared(x), HeadInput::Shared(y), HeadInput::Shared(z)) =
             (q_in, k_in, v_in)
         {
             if x.id() == y.id() && y.id() == z.id() {
                 let (b, p, d) = x.dims3()?;
-                let (xn, scale) = self.layer_norm(x, &blk.ln1_w, &blk.ln1_b)?;
+                let (xn, scale) = self.layer_norm(x, &ln_w, &ln_b)?;
                 let qkv = xn
                     .reshape((b * p, d))?
-                    .matmul(&blk.w_qkv)?
-                    .broadcast_add(&blk.b_qkv)?;
+                    .matmul(&self.weight(&blk.w_qkv)?)?
+                    .broadcast_add(&self.weight(&blk.b_qkv)?)?;
                 let part = |start: usize, n: usize| -> Result<Tensor> {
                     Ok(qkv.narrow(1, start * dh, n * dh)?.reshape((b, p, n, dh))?)
                 };
@@ -226,7 +253,7 @@ impl Model {
             match inp {
                 HeadInput::Shared(x) => {
                     let (b, p, d) = x.dims3()?;
-                    let (xn, scale) = self.layer_norm(x, &blk.ln1_w, &blk.ln1_b)?;
+                    let (xn, scale) = self.layer_norm(x, &ln_w, &ln_b)?;
                     let wf = w.permute((1, 0, 2))?.reshape((d, n * dh))?;
                     let y = xn
                         .reshape((b * p, d))?
@@ -247,7 +274,7 @@ impl Model {
                         (w.clone(), bias.clone())
                     };
                     let (b, p, _, d) = x.dims4()?;
-                    let (xn, scale) = self.layer_norm(x, &blk.ln1_w, &blk.ln1_b)?;
+                    let (xn, scale) = self.layer_norm(x, &ln_w, &ln_b)?;
                     let y = xn
                         .permute((2, 0, 1, 3))?
                         .reshape((h, b * p, d))?
@@ -259,9 +286,9 @@ impl Model {
                 }
             }
         };
-        let (q, sq) = one(q_in, &blk.w_q, &blk.b_q)?;
-        let (k, sk) = one(k_in, &blk.w_k, &blk.b_k)?;
-        let (v, sv) = one(v_in, &blk.w_v, &blk.b_v)?;
+        let (q, sq) = one(q_in, &self.weight(&blk.w_q)?, &self.weight(&blk.b_q)?)?;
+        let (k, sk) = one(k_in, &self.weight(&blk.w_k)?, &self.weight(&blk.b_k)?)?;
+        let (v, sv) = one(v_in, &self.weight(&blk.w_v)?, &self.weight(&blk.b_v)?)?;
         let full = |t: Tensor| -> Result<Tensor> {
             if t.dim(2)? < h {
                 self.ungroup(&t)
@@ -346,11 +373,11 @@ impl Model {
         let (b, p, h, dh) = z.dims4()?;
         let out = z
             .reshape((b * p, h * dh))?
-            .matmul(&blk.w_o_flat)?
-            .broadcast_add(&blk.b_o)?
+            .matmul(&self.weight(&blk.w_o_flat)?)?
+            .broadcast_add(&self.weight(&blk.b_o)?)?
             .reshape((b, p, self.cfg.d_model))?;
-        match &blk.ln1_post_w {
-            Some(w) => Ok(self.rms_norm(&out, w)?.0),
+        match self.weight_opt(blk.ln1_post_w.as_ref())? {
+            Some(w) => Ok(self.rms_norm(&out, &w)?.0),
             None => Ok(out),
         }
     }
@@ -359,9 +386,9 @@ impl Model {
     /// plus `b_O`, then the post-attention norm where the model has one.
     pub fn attn_out_from_results(&self, layer: usize, results: &Tensor) -> Result<Tensor> {
         let blk = &self.w.blocks[layer];
-        let out = results.sum(2)?.broadcast_add(&blk.b_o)?;
-        match &blk.ln1_post_w {
-            Some(w) => Ok(self.rms_norm(&out, w)?.0),
+        let out = results.sum(2)?.broadcast_add(&self.weight(&blk.b_o)?)?;
+        match self.weight_opt(blk.ln1_post_w.as_ref())? {
+            Some(w) => Ok(self.rms_norm(&out, &w)?.0),
             None => Ok(out),
         }
     }
@@ -371,13 +398,13 @@ impl Model {
     /// `None` without a post-attention norm.
     pub fn attn_post_factor(&self, layer: usize, z: &Tensor) -> Result<Option<Tensor>> {
         let blk = &self.w.blocks[layer];
-        let Some(w) = &blk.ln1_post_w else {
+        let Some(w) = self.weight_opt(blk.ln1_post_w.as_ref())? else {
             return Ok(None);
         };
         let (b, p, h, dh) = z.dims4()?;
         let a = z
             .reshape((b * p, h * dh))?
-            .matmul(&blk.w_o_flat)?
+            .matmul(&self.weight(&blk.w_o_flat)?)?
             .reshape((b, p, self.cfg.d_model))?;
         let scale = (a.sqr()?.mean_keepdim(D::Minus1)? + self.cfg.eps)?.sqrt()?;
         Ok(Some(w.broadcast_div(&scale)?))
@@ -400,7 +427,7 @@ impl Model {
         let blk = &self.w.blocks[layer];
         let (b, p, _, dh) = z.dims4()?;
         let zh = z.narrow(2, head, 1)?.reshape((b * p, dh))?;
-        let w = blk.w_o.narrow(0, head, 1)?.squeeze(0)?;
+        let w = self.weight(&blk.w_o.narrow(0, head, 1)?.squeeze(0)?)?;
         let r = zh.matmul(&w)?.reshape((b, p, self.cfg.d_model))?;
         match (post_factor, &blk.ln1_post_w) {
             (Some(f), Some(_)) => Ok(r.broadcast_mul(f)?),
@@ -420,7 +447,7 @@ impl Model {
         let d = self.cfg.d_model;
         Ok(z.permute((2, 0, 1, 3))?
             .reshape((h, b * p, dh))?
-            .matmul(&blk.w_o)?
+            .matmul(&self.weight(&blk.w_o)?)?
             .reshape((h, b, p, d))?
             .permute((1, 2, 0, 3))?
             .contiguous()?)
@@ -429,7 +456,7 @@ impl Model {
     /// An MLP's norm on its input: `(normalised, ln2 scale)`.
     pub fn mlp_norm(&self, layer: usize, x: &Tensor) -> Result<(Tensor, Tensor)> {
         let blk = &self.w.blocks[layer];
-        self.layer_norm(x, &blk.ln2_w, &blk.ln2_b)
+        self.layer_norm(x, &self.weight(&blk.ln2_w)?, &self.weight(&blk.ln2_b)?)
     }
 
     /// One whole MLP on its input (before the norm): `hook_mlp_out` (the evaluator runs the
@@ -449,10 +476,12 @@ impl Model {
     pub fn mlp_pre_normed(&self, layer: usize, xn: &Tensor) -> Result<Tensor> {
         let blk = &self.w.blocks[layer];
         if let Some(g) = &blk.w_gate {
-            return Ok(xn.broadcast_matmul(g)?);
+            return Ok(xn.broadcast_matmul(&self.weight(g)?)?);
         }
         match (&blk.w_in, &blk.b_in) {
-            (Some(w), Some(b)) => Ok(xn.broadcast_matmul(w)?.broadcast_add(b)?),
+            (Some(w), Some(b)) => Ok(xn
+                .broadcast_matmul(&self.weight(w)?)?
+                .broadcast_add(&self.weight(b)?)?),
             _ => Err(Error::input("this model has no MLPs")),
         }
     }
@@ -464,7 +493,10 @@ impl Model {
             return Ok(None);
         }
         match (&blk.w_in, &blk.b_in) {
-            (Some(w), Some(b)) => Ok(Some(xn.broadcast_matmul(w)?.broadcast_add(b)?)),
+            (Some(w), Some(b)) => Ok(Some(
+                xn.broadcast_matmul(&self.weight(w)?)?
+                    .broadcast_add(&self.weight(b)?)?,
+            )),
             _ => Err(Error::input("this model has no MLPs")),
         }
     }
@@ -489,11 +521,13 @@ impl Model {
     pub fn mlp_out_from_post(&self, layer: usize, post: &Tensor) -> Result<Tensor> {
         let blk = &self.w.blocks[layer];
         let out = match (&blk.w_out, &blk.b_out) {
-            (Some(w), Some(b)) => post.broadcast_matmul(w)?.broadcast_add(b)?,
+            (Some(w), Some(b)) => post
+                .broadcast_matmul(&self.weight(w)?)?
+                .broadcast_add(&self.weight(b)?)?,
             _ => return Err(Error::input("this model has no MLPs")),
         };
-        match &blk.ln2_post_w {
-            Some(w) => Ok(self.rms_norm(&out, w)?.0),
+        match self.weight_opt(blk.ln2_post_w.as_ref())? {
+            Some(w) => Ok(self.rms_norm(&out, &w)?.0),
             None => Ok(out),
         }
     }
@@ -501,7 +535,11 @@ impl Model {
     /// The final LayerNorm of `[n, d_model]` (or `[batch, pos, d_model]`) residuals:
     /// `(normalised, ln_final scale)`.
     pub fn final_norm(&self, resid: &Tensor) -> Result<(Tensor, Tensor)> {
-        self.layer_norm(resid, &self.w.ln_f_w, &self.w.ln_f_b)
+        self.layer_norm(
+            resid,
+            &self.weight(&self.w.ln_f_w)?,
+            &self.weight(&self.w.ln_f_b)?,
+        )
     }
 
     /// Final LayerNorm and unembedding of residuals: `(logits, ln_final scale)`.
@@ -513,19 +551,20 @@ impl Model {
 
     /// `unembed.hook_out` from `unembed.hook_in`: `x W_U + b_U` (before any final soft-cap).
     pub fn unembed_normed(&self, xn: &Tensor) -> Result<Tensor> {
-        let mut logits = if self.w.w_u.is_contiguous() {
-            xn.broadcast_matmul(&self.w.w_u)?
+        let w_u = self.weight(&self.w.w_u)?;
+        let mut logits = if w_u.is_contiguous() {
+            xn.broadcast_matmul(&w_u)?
         } else {
             // A tied unembedding is a transposed view of the embedding: multiply as a matrix.
             let d = self.cfg.d_model;
             let mut dims = xn.dims().to_vec();
             let rows = xn.elem_count() / d;
-            let out = xn.reshape((rows, d))?.matmul(&self.w.w_u)?;
+            let out = xn.reshape((rows, d))?.matmul(&w_u)?;
             *dims.last_mut().expect("at least one dim") = self.cfg.d_vocab;
             out.reshape(dims)?
         };
         if let Some(b) = &self.w.b_u {
-            logits = logits.broadcast_add(b)?;
+            logits = logits.broadcast_add(&self.weight(b)?)?;
         }
         Ok(logits)
     }

@@ -107,6 +107,15 @@ impl TensorSource {
         )))
     }
 
+    /// Whether any tensor is stored in float64 (wider than float32).
+    pub fn holds_f64(&self) -> bool {
+        self.tensors.values().any(|t| t.dtype() == DType::F64)
+            || self
+                .files
+                .iter()
+                .any(|f| f.meta.tensors().values().any(|i| i.dtype == Dtype::F64))
+    }
+
     /// Whether a tensor of this name exists.
     pub fn has(&self, name: &str) -> bool {
         self.tensors.contains_key(name) || self.index.contains_key(name)

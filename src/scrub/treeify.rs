@@ -73,67 +73,28 @@ impl Plan {
     /// Explore every (component, state) pair reachable from the logits. `n` rows of `pos`
     /// positions. Validates the hypothesis against the model's graph: two nodes matching one
     /// path, and nodes that match no path at all, are errors.
-    #[allow(clippy::too_many_lines)] // not split yet: its stages share many locals (left open in issue #10)
     pub fn explore(h: &Hypothesis, cfg: &ModelConfig, n: usize, pos: usize) -> Result<Plan> {
         let root = PathState::root(h);
-        let mut states: Vec<PathState> = vec![root.key()];
-        let mut index: BTreeMap<PathState, usize> = BTreeMap::new();
-        index.insert(root.key(), 0);
-        let mut first_layer = vec![cfg.n_layers];
-        let mut routes = BTreeMap::new();
-        // Exploration follows full states (with shadow matchers, to catch double matches);
-        // evaluation needs only their keys.
-        let mut seen: BTreeSet<(Component, PathState)> = BTreeSet::new();
-        let mut queue = VecDeque::from([(Component::Logits, root.clone())]);
-        seen.insert((Component::Logits, root));
-        let mut matched_somewhere = vec![false; h.nodes.len()];
-        matched_somewhere[0] = true;
-        while let Some((comp, state)) = queue.pop_front() {
-            let sid = index[&state.key()];
-            for r in receivers_of(comp, cfg) {
-                let mut rs = Vec::new();
-                for u in senders(&r, cfg) {
-                    let targets = state.step_at_positions(h, r, u, n, pos)?;
-                    let mut route = Route {
-                        sender: u,
-                        targets: Vec::new(),
-                    };
-                    for (next, mask) in targets {
-                        if next.owner != state.owner {
-                            matched_somewhere[next.owner] = true;
-                        }
-                        let key = next.key();
-                        let nid = match index.get(&key) {
-                            Some(&i) => i,
-                            None => {
-                                states.push(key.clone());
-                                first_layer.push(cfg.n_layers);
-                                index.insert(key, states.len() - 1);
-                                states.len() - 1
-                            }
-                        };
-                        if let Some(l) = u.layer() {
-                            first_layer[nid] = first_layer[nid].min(l);
-                            // A dead state routes everything below to one dataset: nothing
-                            // left to follow.
-                            if !next.is_dead() {
-                                let item = (Component::Node(u), next);
-                                if !seen.contains(&item) {
-                                    seen.insert(item.clone());
-                                    queue.push_back(item);
-                                }
-                            }
-                        }
-                        route.targets.push((nid, mask));
-                    }
-                    rs.push(route);
-                }
-                routes.entry((sid, r)).or_insert(rs);
-            }
+        let mut ex = Explorer {
+            h,
+            cfg,
+            n,
+            pos,
+            states: vec![root.key()],
+            index: BTreeMap::from([(root.key(), 0)]),
+            first_layer: vec![cfg.n_layers],
+            routes: BTreeMap::new(),
+            seen: BTreeSet::from([(Component::Logits, root.clone())]),
+            queue: VecDeque::from([(Component::Logits, root)]),
+            matched_somewhere: vec![false; h.nodes.len()],
+        };
+        ex.matched_somewhere[0] = true;
+        while let Some((comp, state)) = ex.queue.pop_front() {
+            ex.visit(comp, &state)?;
         }
         // Children can only match after their parents; mark ancestors of matched nodes.
         for (i, node) in h.nodes.iter().enumerate() {
-            if !matched_somewhere[i] {
+            if !ex.matched_somewhere[i] {
                 let (l, c) = node.loc;
                 let parent = node.parent.map(|p| h.nodes[p].name.as_str()).unwrap_or("");
                 return Err(Error::input(format!(
@@ -147,9 +108,9 @@ impl Plan {
             }
         }
         Ok(Plan {
-            states,
-            first_layer,
-            routes,
+            states: ex.states,
+            first_layer: ex.first_layer,
+            routes: ex.routes,
         })
     }
 
@@ -161,6 +122,77 @@ impl Plan {
             .filter(|(s, _)| !s.is_settled())
             .map(|(_, &l)| (n_layers - l.min(n_layers)) as f64 / n_layers as f64)
             .sum()
+    }
+}
+
+/// The breadth-first walk of [`Plan::explore`] over (component, state) pairs. Exploration
+/// follows full states (with shadow matchers, to catch double matches); evaluation needs only
+/// their keys.
+struct Explorer<'h> {
+    h: &'h Hypothesis,
+    cfg: &'h ModelConfig,
+    n: usize,
+    pos: usize,
+    states: Vec<PathState>,
+    index: BTreeMap<PathState, usize>,
+    first_layer: Vec<usize>,
+    routes: BTreeMap<(usize, Receiver), Vec<Route>>,
+    seen: BTreeSet<(Component, PathState)>,
+    queue: VecDeque<(Component, PathState)>,
+    matched_somewhere: Vec<bool>,
+}
+
+impl Explorer<'_> {
+    /// Route every input of `comp`'s receivers in `state`, queueing the pairs reached.
+    fn visit(&mut self, comp: Component, state: &PathState) -> Result<()> {
+        let sid = self.index[&state.key()];
+        for r in receivers_of(comp, self.cfg) {
+            let mut rs = Vec::new();
+            for u in senders(&r, self.cfg) {
+                rs.push(self.route(state, r, u)?);
+            }
+            self.routes.entry((sid, r)).or_insert(rs);
+        }
+        Ok(())
+    }
+
+    /// Where sender `u`'s output into `r` comes from in `state`.
+    fn route(&mut self, state: &PathState, r: Receiver, u: Node) -> Result<Route> {
+        let targets = state.step_at_positions(self.h, r, u, self.n, self.pos)?;
+        let mut route = Route {
+            sender: u,
+            targets: Vec::new(),
+        };
+        for (next, mask) in targets {
+            if next.owner != state.owner {
+                self.matched_somewhere[next.owner] = true;
+            }
+            let nid = self.state_id(next.key());
+            if let Some(l) = u.layer() {
+                self.first_layer[nid] = self.first_layer[nid].min(l);
+                // A dead state routes everything below to one dataset: nothing left to follow.
+                if !next.is_dead() {
+                    let item = (Component::Node(u), next);
+                    if !self.seen.contains(&item) {
+                        self.seen.insert(item.clone());
+                        self.queue.push_back(item);
+                    }
+                }
+            }
+            route.targets.push((nid, mask));
+        }
+        Ok(route)
+    }
+
+    /// The index of the state with this key, added when new.
+    fn state_id(&mut self, key: PathState) -> usize {
+        if let Some(&i) = self.index.get(&key) {
+            return i;
+        }
+        self.states.push(key.clone());
+        self.first_layer.push(self.cfg.n_layers);
+        self.index.insert(key, self.states.len() - 1);
+        self.states.len() - 1
     }
 }
 
@@ -219,7 +251,6 @@ impl<'a> PureRuns<'a> {
 
 /// The logits of the scrubbed model at the reference END positions, and the cost in forward
 /// passes of the patched states.
-#[allow(clippy::too_many_lines)] // not split yet: its stages share many locals (left open in issue #10)
 pub fn evaluate(
     model: &Model,
     h: &Hypothesis,
@@ -248,10 +279,6 @@ pub fn evaluate(
         }
     }
     let mut layers_computed = 0usize;
-    let mask_tensor = |m: &Vec<bool>| -> Result<Tensor> {
-        let v: Vec<f32> = m.iter().map(|&b| if b { 1.0 } else { 0.0 }).collect();
-        Ok(Tensor::from_vec(v, (n, p, 1), model.device())?.to_dtype(model.dtype)?)
-    };
     // Half-layer steps: every state's attention of layer l before any state's MLP half of
     // layer l (an MLP may read another state's heads of its own layer).
     let mut stage = Stage::layer_start(0, n_layers);
@@ -264,38 +291,7 @@ pub fn evaluate(
             if plan.states[s].is_settled() || plan.first_layer[s] > layer {
                 continue;
             }
-            let mut patches = Patches::new();
-            for r in stage_receivers(stage, cfg) {
-                let Some(routes) = plan.routes.get(&(s, r)) else {
-                    continue;
-                };
-                for route in routes {
-                    for (t, mask) in &route.targets {
-                        // Exactly zero: the sender's output in a plain run on this state's own
-                        // rows, at a layer this state has not recomputed.
-                        let unchanged =
-                            route.sender.layer().is_none_or(|l| l < plan.first_layer[s]);
-                        let same = *t == s
-                            || (plan.states[*t].is_settled() && rows[*t] == rows[s] && unchanged);
-                        if same {
-                            continue;
-                        }
-                        let alt = if plan.states[*t].is_settled() {
-                            pure.get(&rows[*t])?.sender_out(model, route.sender)?
-                        } else {
-                            runs[*t]
-                                .as_ref()
-                                .ok_or_else(|| Error::input("internal: state run missing"))?
-                                .sender_out(model, route.sender)?
-                        };
-                        let mask = match mask {
-                            Some(m) => Some(mask_tensor(m)?),
-                            None => None,
-                        };
-                        patches.add(r, route.sender, alt, mask);
-                    }
-                }
-            }
+            let patches = stage_patches(model, plan, s, stage, &rows, &runs, pure, (n, p))?;
             let prev = runs[s]
                 .take()
                 .ok_or_else(|| Error::input("internal: state run missing"))?;
@@ -336,4 +332,56 @@ pub fn evaluate(
     .ok_or_else(|| Error::input("internal: no logits"))?;
     let _ = h;
     Ok((logits, layers_computed as f64 / n_layers as f64))
+}
+
+/// The patches of patched state `s` at `stage`: each routed sender's output from its target
+/// state (a plain run, or another patched state's run so far), where it differs from the
+/// state's own. `np` is the rows and positions of the masks.
+#[allow(clippy::too_many_arguments)] // the evaluation's state, passed as it is
+fn stage_patches(
+    model: &Model,
+    plan: &Plan,
+    s: usize,
+    stage: Stage,
+    rows: &[Vec<usize>],
+    runs: &[Option<Run>],
+    pure: &mut PureRuns,
+    np: (usize, usize),
+) -> Result<Patches> {
+    let mask_tensor = |m: &Vec<bool>| -> Result<Tensor> {
+        let v: Vec<f32> = m.iter().map(|&b| if b { 1.0 } else { 0.0 }).collect();
+        Ok(Tensor::from_vec(v, (np.0, np.1, 1), model.device())?.to_dtype(model.dtype)?)
+    };
+    let mut patches = Patches::new();
+    for r in stage_receivers(stage, &model.cfg) {
+        let Some(routes) = plan.routes.get(&(s, r)) else {
+            continue;
+        };
+        for route in routes {
+            for (t, mask) in &route.targets {
+                // Exactly zero: the sender's output in a plain run on this state's own rows,
+                // at a layer this state has not recomputed.
+                let unchanged = route.sender.layer().is_none_or(|l| l < plan.first_layer[s]);
+                let same =
+                    *t == s || (plan.states[*t].is_settled() && rows[*t] == rows[s] && unchanged);
+                if same {
+                    continue;
+                }
+                let alt = if plan.states[*t].is_settled() {
+                    pure.get(&rows[*t])?.sender_out(model, route.sender)?
+                } else {
+                    runs[*t]
+                        .as_ref()
+                        .ok_or_else(|| Error::input("internal: state run missing"))?
+                        .sender_out(model, route.sender)?
+                };
+                let mask = match mask {
+                    Some(m) => Some(mask_tensor(m)?),
+                    None => None,
+                };
+                patches.add(r, route.sender, alt, mask);
+            }
+        }
+    }
+    Ok(patches)
 }

@@ -179,8 +179,20 @@ pub fn check_points(points: &[Point]) -> Result<()> {
     Ok(())
 }
 
-/// Run the points that are not done, `settings.jobs` at a time, in sweep order; returns each
-/// attempted point's outcome (by index).
+/// Order `todo` (point indices) so that the points expected to take longest start first,
+/// which keeps the workers busy until the end (longest-processing-time scheduling). More
+/// examples take longer, and a lower τ keeps more edges, so more edges are tested; ties keep
+/// sweep order. Only the order of work changes: every point writes what it writes alone.
+pub fn longest_first(todo: &mut [usize], points: &[Point]) {
+    let n = |i: usize| points[i].config.n.unwrap_or(0);
+    todo.sort_by(|&a, &b| {
+        n(b).cmp(&n(a))
+            .then(points[a].config.tau.total_cmp(&points[b].config.tau))
+    });
+}
+
+/// Run the points that are not done, `settings.jobs` at a time, longest expected first;
+/// returns each attempted point's outcome (by index).
 pub fn run_local(
     folder: &SweepFolder,
     settings: &LocalSettings,
@@ -192,12 +204,13 @@ pub fn run_local(
              default is the number of cores)",
         ));
     }
-    let todo: Vec<usize> = match &settings.only {
+    let mut todo: Vec<usize> = match &settings.only {
         Some(v) => v.clone(),
         None => (0..folder.points().len())
             .filter(|&i| folder.state(&folder.points()[i]) != PointState::Done)
             .collect(),
     };
+    longest_first(&mut todo, folder.points());
     let results = std::sync::Mutex::new(Vec::with_capacity(todo.len()));
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(settings.jobs.min(todo.len()).max(1))
@@ -225,4 +238,43 @@ pub fn run_local(
         .map_err(|_| Error::input("internal: a sweep worker panicked"))?;
     r.sort_by_key(|(i, _)| *i);
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acdc::Config;
+
+    fn point(name: &str, n: Option<usize>, tau: f64) -> Point {
+        let mut config = Config::from_ron(
+            "AcdcConfig(model: \"toy-ioi\", task: Ioi(n: 10), metric: Kl, ablation: Corrupted, \
+             tau: 0.01)",
+            "test.ron",
+        )
+        .expect("a minimal config");
+        config.n = n;
+        config.tau = tau;
+        Point {
+            name: name.into(),
+            config,
+        }
+    }
+
+    #[test]
+    fn larger_datasets_then_lower_taus_start_first() {
+        let points = vec![
+            point("a", Some(10), 0.1),
+            point("b", Some(10), 0.001),
+            point("c", Some(50), 0.1),
+            point("d", Some(10), 0.01),
+            point("e", Some(10), 0.001),
+        ];
+        let mut todo = vec![0, 1, 2, 3, 4];
+        longest_first(&mut todo, &points);
+        assert_eq!(
+            todo,
+            vec![2, 1, 4, 3, 0],
+            "n descending, then τ ascending, ties in order"
+        );
+    }
 }

@@ -46,11 +46,12 @@ pub struct Args {
     value_weighted: bool,
 }
 
-/// Run the command.
-#[allow(clippy::too_many_lines)] // not split yet: its stages share many locals (left open in issue #10)
-pub fn run(a: &Args) -> Result<()> {
-    a.output.check()?;
-    let (model, tok, rows_tokens, captions) = if !a.prompt.is_empty() {
+/// The model, its tokenizer, the rows' tokens and a caption per row: from --prompt, or from
+/// the inputs the other commands take.
+type Inputs = (Model, Option<Tokenizer>, Vec<Vec<u32>>, Vec<String>);
+
+fn load_inputs(a: &Args) -> Result<Inputs> {
+    if !a.prompt.is_empty() {
         let dtype = crate::util::parse_dtype(&a.input.dtype)?;
         let dir = resolve_model(&a.input.model)?;
         let tok = Tokenizer::from_model_dir(&dir)?;
@@ -60,25 +61,27 @@ pub fn run(a: &Args) -> Result<()> {
             .map(|p| tok.to_tokens(p, !a.no_bos))
             .collect::<circuitscope::Result<_>>()?;
         let model = Model::load(&dir, dtype)?;
-        (model, Some(tok), rows, a.prompt.clone())
-    } else {
-        let loaded = a.input.load(false)?;
-        let rows: Vec<Vec<u32>> = loaded
-            .ds
-            .examples
-            .iter()
-            .map(|e| e.tokens.clone())
-            .collect();
-        let caps = loaded
-            .ds
-            .examples
-            .iter()
-            .map(|e| e.prompt.clone())
-            .collect();
-        (loaded.model, loaded.tok, rows, caps)
-    };
-    let cfg = &model.cfg;
-    let senders = circuitscope::analysis::path_patch::parse_senders(&a.heads, cfg)?;
+        return Ok((model, Some(tok), rows, a.prompt.clone()));
+    }
+    let loaded = a.input.load(false)?;
+    let rows: Vec<Vec<u32>> = loaded
+        .ds
+        .examples
+        .iter()
+        .map(|e| e.tokens.clone())
+        .collect();
+    let caps = loaded
+        .ds
+        .examples
+        .iter()
+        .map(|e| e.prompt.clone())
+        .collect();
+    Ok((loaded.model, loaded.tok, rows, caps))
+}
+
+/// The heads of --heads (a9.h6, a9.*); anything else is refused.
+fn heads_of(a: &Args, model: &Model) -> Result<Vec<(usize, usize)>> {
+    let senders = circuitscope::analysis::path_patch::parse_senders(&a.heads, &model.cfg)?;
     let mut heads = Vec::new();
     for s in senders {
         match s {
@@ -86,6 +89,14 @@ pub fn run(a: &Args) -> Result<()> {
             other => bail!("--heads: '{other}' is not a head; write a9.h6 or a9.*"),
         }
     }
+    Ok(heads)
+}
+
+/// Run the command.
+pub fn run(a: &Args) -> Result<()> {
+    a.output.check()?;
+    let (model, tok, rows_tokens, captions) = load_inputs(a)?;
+    let heads = heads_of(a, &model)?;
     // pad rows to one length (padding comes after each row's tokens and is never shown)
     let rows_ds = Dataset::from_token_rows(&rows_tokens, None, None)?;
     let tokens = padded_tensor(&model, &rows_ds, Side::Clean, rows_ds.max_len(), PAD)?;
