@@ -123,3 +123,31 @@ fn hand_written_backward_equals_autograd_on_every_family() {
         }
     }
 }
+
+/// A model computing in float64 over float32 weights (`Model::widened`, as `Checked`
+/// precision loads it) reads each weight in the compute dtype in the backward pass too.
+#[test]
+fn hand_written_backward_reads_widened_weights() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2-tiny");
+    let m = Model::load(&dir, DType::F32)
+        .unwrap()
+        .widened(DType::F64)
+        .unwrap();
+    assert!(backward::supported(&m, None));
+    let clean: Vec<Vec<u32>> = vec![vec![0, 20, 31, 44, 20, 31], vec![0, 50, 61, 72, 50, 61]];
+    let ds = tokens_dataset(&clean, None, Some(&[(44, 45), (72, 73)])).unwrap();
+    let tokens = m.tokens_tensor(&clean).unwrap();
+    let ends = ds.end_positions();
+    let obj = GradMetric::new(
+        Metric::LogitDiff,
+        &ds,
+        m.cfg.d_vocab,
+        None,
+        DType::F64,
+        m.device(),
+    )
+    .unwrap();
+    let a = receiver_grads(&m, &tokens, &ends, &obj, None, None).unwrap();
+    let b = receiver_grads_autograd(&m, &tokens, &ends, &obj, None, None).unwrap();
+    assert_same("gpt2-tiny widened", &a, &b, 1e-10);
+}

@@ -156,9 +156,10 @@ impl Layer<'_> {
         let stats = NormStats::of(self.model, x)?;
         let pre = self.saved.get(self.l, Site::MlpPre)?;
         let dm = pre.dim(2)?;
-        let w_out = blk.w_out.as_ref().ok_or_else(missing)?;
-        let w_in = blk.w_in.as_ref().ok_or_else(missing)?;
-        let g_post = matmul_t(&g.reshape((b * p, d))?, w_out)?.reshape((b, p, dm))?;
+        let model = self.model;
+        let w_out = model.weight(blk.w_out.as_ref().ok_or_else(missing)?)?;
+        let w_in = model.weight(blk.w_in.as_ref().ok_or_else(missing)?)?;
+        let g_post = matmul_t(&g.reshape((b * p, d))?, &w_out)?.reshape((b, p, dm))?;
         let lin = match &blk.w_gate {
             Some(_) => Some(self.saved.get(self.l, Site::MlpPreLinear)?),
             None => None,
@@ -168,11 +169,12 @@ impl Layer<'_> {
         // A gated MLP (post = act(pre) ⊙ lin): the gate's product and the linear one.
         let g_normed = match (&blk.w_gate, g_lin) {
             (Some(w_gate), Some(g_lin)) => {
-                (matmul_t(&g_pre, w_gate)? + matmul_t(&g_lin.reshape((b * p, dm))?, w_in)?)?
+                let w_gate = model.weight(w_gate)?;
+                (matmul_t(&g_pre, &w_gate)? + matmul_t(&g_lin.reshape((b * p, dm))?, &w_in)?)?
             }
-            _ => matmul_t(&g_pre, w_in)?,
+            _ => matmul_t(&g_pre, &w_in)?,
         };
-        stats.backward(&g_normed.reshape((b, p, d))?, &blk.ln2_w)
+        stats.backward(&g_normed.reshape((b, p, d))?, &model.weight(&blk.ln2_w)?)
     }
 
     /// The gradients with respect to the heads' q, k and v inputs from `g`, the gradient with
@@ -184,7 +186,8 @@ impl Layer<'_> {
         let blk = &model.w.blocks[self.l];
         let (b, p, d) = g.dims3()?;
         let (h, kv, dh) = (cfg.n_heads, cfg.n_kv_heads(), cfg.d_head);
-        let gz = matmul_t(&g.reshape((b * p, d))?, &blk.w_o_flat)?.reshape((b, p, h, dh))?;
+        let gz = matmul_t(&g.reshape((b * p, d))?, &model.weight(&blk.w_o_flat)?)?
+            .reshape((b, p, h, dh))?;
         let gz = heads_first(&gz)?; // [b, h, p, dh]
         let v = heads_first(self.saved.get(self.l, Site::V)?)?;
         let pattern = self.saved.get(self.l, Site::Pattern)?; // [b, h, p, p]
@@ -216,6 +219,7 @@ impl Layer<'_> {
             g_k = unrotate(model, &g_k)?;
         }
         let stats = NormStats::of(model, x)?;
+        let ln1_w = model.weight(&blk.ln1_w)?;
         // [b, h, p, dh] → [n, b·p, dh], summed over each key/value head's query heads.
         let per_head = |t: &Tensor, n: usize| -> Result<Tensor> {
             let t = t.permute((1, 0, 2, 3))?.contiguous()?;
@@ -227,12 +231,12 @@ impl Layer<'_> {
         };
         let input = |t: &Tensor, w: &Tensor, n: usize| -> Result<Tensor> {
             let normed = matmul_t(&per_head(t, n)?, w)?.reshape((n, b, p, d))?;
-            stats.backward(&normed, &blk.ln1_w)
+            stats.backward(&normed, &ln1_w)
         };
         Ok([
-            input(&g_q, &blk.w_q, h)?,
-            input(&g_k, &blk.w_k, kv)?,
-            input(&g_v, &blk.w_v, kv)?,
+            input(&g_q, &model.weight(&blk.w_q)?, h)?,
+            input(&g_k, &model.weight(&blk.w_k)?, kv)?,
+            input(&g_v, &model.weight(&blk.w_v)?, kv)?,
         ])
     }
 }
@@ -344,7 +348,10 @@ fn backward(
         .reshape((b * p, d))?
         .index_select(&idx, 0)?;
     let stats = NormStats::of(model, &rows)?;
-    let g_rows = stats.backward(&matmul_t(g_logits, &model.w.w_u)?, &model.w.ln_f_w)?;
+    let g_rows = stats.backward(
+        &matmul_t(g_logits, &model.weight(&model.w.w_u)?)?,
+        &model.weight(&model.w.ln_f_w)?,
+    )?;
     let mut g = Tensor::zeros((b * p, d), model.dtype, model.device())?
         .index_add(&idx, &g_rows, 0)?
         .reshape((b, p, d))?;
