@@ -317,27 +317,11 @@ pub fn receiver_grads(
     })
 }
 
-/// From the logits' gradient `[rows, vocab]` down to every receiver's input.
-fn backward(
-    model: &Model,
-    run: &Run,
-    ends: &[usize],
-    g_logits: &Tensor,
-    interpolation: Option<&Interpolation>,
-) -> Result<BTreeMap<Receiver, Tensor>> {
-    let cfg = &model.cfg;
-    let n_layers = cfg.n_layers;
+/// The logits' input gradient `[b, p, d]` from the logits' gradient `[rows, vocab]`: the
+/// final norm's backward on the END rows, scattered back into place.
+fn logits_backward(model: &Model, run: &Run, ends: &[usize], g_logits: &Tensor) -> Result<Tensor> {
+    let n_layers = model.cfg.n_layers;
     let (b, p, d) = run.resid[n_layers].dims3()?;
-    let (attn_cut, mlp_cut) = match interpolation.map(|i| i.name) {
-        // The moved activation is a constant point (its own value detached): nothing flows
-        // back through it.
-        Some(HookName::Block(l, Site::Result)) => (Some(l), None),
-        Some(HookName::Block(l, Site::MlpOut)) => (None, Some(l)),
-        _ => (None, None),
-    };
-    let mut grads = BTreeMap::new();
-
-    // Logits: the final norm on the END rows, scattered back into [b, p, d].
     let idx: Vec<u32> = ends
         .iter()
         .enumerate()
@@ -352,9 +336,30 @@ fn backward(
         &matmul_t(g_logits, &model.weight(&model.w.w_u)?)?,
         &model.weight(&model.w.ln_f_w)?,
     )?;
-    let mut g = Tensor::zeros((b * p, d), model.dtype, model.device())?
+    Ok(Tensor::zeros((b * p, d), model.dtype, model.device())?
         .index_add(&idx, &g_rows, 0)?
-        .reshape((b, p, d))?;
+        .reshape((b, p, d))?)
+}
+
+/// From the logits' gradient `[rows, vocab]` down to every receiver's input.
+fn backward(
+    model: &Model,
+    run: &Run,
+    ends: &[usize],
+    g_logits: &Tensor,
+    interpolation: Option<&Interpolation>,
+) -> Result<BTreeMap<Receiver, Tensor>> {
+    let cfg = &model.cfg;
+    let n_layers = cfg.n_layers;
+    let (attn_cut, mlp_cut) = match interpolation.map(|i| i.name) {
+        // The moved activation is a constant point (its own value detached): nothing flows
+        // back through it.
+        Some(HookName::Block(l, Site::Result)) => (Some(l), None),
+        Some(HookName::Block(l, Site::MlpOut)) => (None, Some(l)),
+        _ => (None, None),
+    };
+    let mut grads = BTreeMap::new();
+    let mut g = logits_backward(model, run, ends, g_logits)?;
     grads.insert(Receiver::Logits, g.clone());
 
     let receivers = receivers_reverse(cfg);
