@@ -5,7 +5,13 @@
 //! counted as passes (each gradient step is one forward and one backward pass; the backward
 //! computes no weight gradients, so it costs about one forward).
 //!
-//! Run: `cargo bench --bench attribution` (`ATTRIBUTION_BENCH_GPT2=0` skips the GPT-2 shape).
+//! Both are timed the same way, on the same model, rows, dtype and threads: the medians of the
+//! CPU time of every thread of the process (from `/proc/self/task/*/schedstat`, so that other
+//! processes on a busy machine do not count; wall-clock time where /proc is missing), and the
+//! wall-clock ratio beside it.
+//!
+//! Run: `RAYON_NUM_THREADS=1 cargo bench --bench attribution` (`ATTRIBUTION_BENCH_GPT2=0`
+//! skips the GPT-2 shape).
 
 use candle_core::DType;
 use circuitscope::acdc::Prepared;
@@ -21,6 +27,27 @@ use std::time::Instant;
 #[global_allocator]
 static GLOBAL: circuitscope::allocator::Allocator = circuitscope::allocator::Allocator;
 
+/// CPU seconds used so far by every thread of this process, if the system says.
+fn cpu_seconds() -> Option<f64> {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(ns as f64 * 1e-9)
+}
+
+/// Run `f`, returning (CPU seconds or, without /proc, wall seconds; wall seconds).
+fn timed<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<(f64, f64)> {
+    let (c0, t0) = (cpu_seconds(), Instant::now());
+    f()?;
+    let wall = t0.elapsed().as_secs_f64();
+    Ok(match (c0, cpu_seconds()) {
+        (Some(a), Some(b)) => (b - a, wall),
+        _ => (wall, wall),
+    })
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -28,41 +55,52 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn bench(label: &str, base: &Config, reps: usize) -> anyhow::Result<()> {
     let prep = Prepared::new(&base.acdc())?;
-    let forward = || -> anyhow::Result<f64> {
-        let t = Instant::now();
-        eval::run(
-            &prep.model,
-            &prep.tokens,
-            &Patches::new(),
-            RunOptions {
-                logits: LogitsAt::Rows(prep.end.clone()),
-                ..Default::default()
-            },
-        )?;
-        Ok(t.elapsed().as_secs_f64())
+    let forward = || {
+        timed(|| {
+            Ok(eval::run(
+                &prep.model,
+                &prep.tokens,
+                &Patches::new(),
+                RunOptions {
+                    logits: LogitsAt::Rows(prep.end.clone()),
+                    ..Default::default()
+                },
+            )?)
+        })
     };
     forward()?;
-    let fwd = median(
-        (0..reps.max(3))
-            .map(|_| forward())
-            .collect::<anyhow::Result<_>>()?,
-    );
+    let runs: Vec<(f64, f64)> = (0..reps.max(5))
+        .map(|_| forward())
+        .collect::<anyhow::Result<_>>()?;
+    let fwd = median(runs.iter().map(|r| r.0).collect());
+    let fwd_wall = median(runs.iter().map(|r| r.1).collect());
+    let clock = if cpu_seconds().is_some() {
+        "CPU time"
+    } else {
+        "wall clock"
+    };
     println!(
-        "{label}: {} rows × {} positions; one forward pass {:.1} ms",
+        "{label}: {} rows × {} positions; one forward pass {:.1} ms ({clock}; {:.1} ms wall)",
         prep.dataset.len(),
         prep.tokens.dims()[1],
-        1e3 * fwd
+        1e3 * fwd,
+        1e3 * fwd_wall
     );
     for (method, steps) in [(Method::Eap, 1), (Method::EapIg, 5), (Method::EapIgAct, 5)] {
         let mut c = base.clone();
         c.method = method;
         c.ig_steps = steps;
         let mut times = vec![];
+        let mut walls = vec![];
         let mut passes = (0, 0);
         for _ in 0..reps {
-            let out = score(&prep, &c, &mut |_, _| {})?;
-            times.push(out.seconds);
-            passes = (out.forwards, out.backwards);
+            let (cpu, wall) = timed(|| {
+                let out = score(&prep, &c, &mut |_, _| {})?;
+                passes = (out.forwards, out.backwards);
+                Ok(())
+            })?;
+            times.push(cpu);
+            walls.push(wall);
         }
         let t = median(times);
         let goal = match method {
@@ -70,14 +108,17 @@ fn bench(label: &str, base: &Config, reps: usize) -> anyhow::Result<()> {
             Method::EapIg => format!("goal ≤ m + 2 = {}", steps + 2),
             Method::EapIgAct => "no goal".to_string(),
         };
+        let wall = median(walls);
         println!(
             "  {:<10} m={steps}: {:>8.1} ms = {:>5.2} forward-pass equivalents ({} forward + {} \
-             backward passes; {goal})",
+             backward passes; {goal}); wall clock {:.1} ms = {:.2}",
             method.cli_name(),
             1e3 * t,
             t / fwd,
             passes.0,
-            passes.1
+            passes.1,
+            1e3 * wall,
+            wall / fwd_wall
         );
     }
     Ok(())
@@ -88,7 +129,7 @@ fn main() -> anyhow::Result<()> {
     let toy = Config::load(&root.join("configs/attribution/toy-ioi.ron"))?;
     let mut toy32 = toy.clone();
     toy32.dtype = circuitscope::acdc::Precision::F32;
-    bench("toy-ioi (f32)", &toy32, 3)?;
+    bench("toy-ioi (f32)", &toy32, 5)?;
 
     if std::env::var("ATTRIBUTION_BENCH_GPT2").as_deref() != Ok("0") {
         let tmp = tempfile::tempdir()?;

@@ -1,14 +1,20 @@
 //! Backward through the evaluator: the gradient of the metric with respect to every
 //! receiver's input (each head's q, k and v input, each MLP input, the logits' input).
 //!
-//! The run is the ordinary patched forward pass ([`crate::eval::run`]) with one extra patch per
-//! receiver: a zero delta that is a [`candle_core::Var`] added to that receiver's input. The
-//! gradient of the metric with respect to that delta is the gradient with respect to the
-//! receiver's input. Every operation of the model is built from differentiable candle
-//! primitives (LayerNorm, softmax and `gelu_new` are written out in [`crate::model`]); the
-//! weights are plain tensors, so the backward pass computes no weight gradients and costs about
-//! one forward pass.
+//! Two ways, the same gradients:
+//!
+//! - [`super::backward`] (GPT-2, GPT-NeoX/Pythia, Llama, Qwen2): the plain forward pass, then a
+//!   hand-written backward that computes no weight gradients; about one forward pass.
+//! - [`receiver_grads_autograd`] (every model; used where the first does not apply, Gemma-2):
+//!   the ordinary patched forward pass ([`crate::eval::run`]) with one extra patch per
+//!   receiver, a zero delta that is a [`candle_core::Var`] added to that receiver's input, and
+//!   candle's `backward()`. The gradient of the metric with respect to that delta is the
+//!   gradient with respect to the receiver's input. Every operation of the model is built from
+//!   differentiable candle primitives (LayerNorm, softmax and `gelu_new` are written out in
+//!   [`crate::model`]). candle also computes every weight's gradient, and each head reads its
+//!   own copy of the input, so this costs several forward passes.
 
+use super::backward;
 use super::objective::GradMetric;
 use crate::error::{Error, Result};
 use crate::eval::{self, HookName, LogitsAt, Patches, Run, RunOptions};
@@ -47,8 +53,26 @@ pub struct Interpolation {
 /// Run the model on `tokens` (with an activation moved along a line, for integrated
 /// gradients) and differentiate the metric with respect to every receiver's input.
 /// `clean_logits`: the clean model's logits at `ends` (the KL reference); `None` uses this
-/// run's own logits (the clean run).
+/// run's own logits (the clean run). The hand-written backward where it applies, else
+/// [`receiver_grads_autograd`].
 pub fn receiver_grads(
+    model: &Model,
+    tokens: &Tensor,
+    ends: &[usize],
+    objective: &GradMetric,
+    clean_logits: Option<&Tensor>,
+    interpolation: Option<&Interpolation>,
+) -> Result<ReceiverGrads> {
+    if backward::supported(model, interpolation) {
+        backward::receiver_grads(model, tokens, ends, objective, clean_logits, interpolation)
+    } else {
+        receiver_grads_autograd(model, tokens, ends, objective, clean_logits, interpolation)
+    }
+}
+
+/// [`receiver_grads`] through candle's autograd, for every model: a [`Var`] delta on each
+/// receiver's input (so each head reads its own copy of its input) and `backward()`.
+pub fn receiver_grads_autograd(
     model: &Model,
     tokens: &Tensor,
     ends: &[usize],

@@ -3,7 +3,8 @@
 //!
 //! - [`objective`]: the metric as a differentiable expression of the logits;
 //! - [`gradients`]: one forward and backward pass through the evaluator, giving the gradient of
-//!   the metric with respect to every receiver's input;
+//!   the metric with respect to every receiver's input ([`backward`]: the hand-written
+//!   backward pass it uses where it applies);
 //! - [`scores`]: the methods; [`circuit`]: top-k / threshold circuits and pruning;
 //! - [`faithfulness`]: the metric of any circuit, normalised, and curves with CPR and CMD;
 //! - [`hypothesis`]: the circuit of a causal-scrubbing hypothesis (the paths it keeps);
@@ -14,10 +15,12 @@
 //! [`crate::graph::EdgeGraph`], with the ablation values of [`crate::acdc::ablation`] and, for
 //! faithfulness, ACDC's evaluator.
 
+pub mod backward;
 pub mod circuit;
 pub mod config;
 pub mod experiment;
 pub mod faithfulness;
+pub mod fused;
 pub mod gradients;
 pub mod hypothesis;
 pub mod objective;

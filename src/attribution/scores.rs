@@ -181,25 +181,26 @@ fn group_of(u: Node) -> Group {
     }
 }
 
-/// `[p, b·d_model, R]`: every receiver's gradient, laid out for [`score_matrix`].
+/// `[p, n, b·d_model]` from `n` tensors `[b, p, d_model]`: per position, one row per tensor
+/// (a single copy: each is read position-major as it is stacked).
+fn by_position(ts: &[Tensor]) -> Result<Tensor> {
+    let (b, p, dm) = ts[0].dims3()?;
+    let t: Vec<Tensor> = ts
+        .iter()
+        .map(|t| t.permute((1, 0, 2)))
+        .collect::<candle_core::Result<_>>()?;
+    Ok(Tensor::stack(&t, 1)?.reshape((p, ts.len(), b * dm))?)
+}
+
+/// `[p, R, b·d_model]`: every receiver's gradient, laid out for [`score_matrix`].
 fn grad_matrix(grads: &[Tensor]) -> Result<Tensor> {
-    let g = Tensor::stack(grads, 0)?; // [R, b, p, dm]
-    let (r, b, p, dm) = g.dims4()?;
-    Ok(g.permute((2, 1, 3, 0))?
-        .contiguous()?
-        .reshape((p, b * dm, r))?)
+    by_position(grads)
 }
 
 /// `[p, S, R]`: per position, Σ_{row, d} diff(u) · grad(r) for every sender and receiver;
 /// `g` is [`grad_matrix`]'s layout.
 fn score_matrix(diffs: &[Tensor], g: &Tensor) -> Result<Tensor> {
-    let d = Tensor::stack(diffs, 0)?; // [S, b, p, dm]
-    let (s, b, p, dm) = d.dims4()?;
-    let d = d
-        .permute((2, 0, 1, 3))?
-        .contiguous()?
-        .reshape((p, s, b * dm))?;
-    Ok(d.matmul(g)?)
+    Ok(by_position(diffs)?.matmul(&g.t()?)?)
 }
 
 /// Σ over rows and d_model of `a · b`, per position: `[p]` as f64.
