@@ -361,7 +361,6 @@ impl<'a> Evaluator<'a> {
 
     /// The logits at the answer positions of several circuits evaluated in one pass:
     /// `[k · n, vocab]`, circuit j in rows `j·n .. (j+1)·n`.
-    #[allow(clippy::too_many_lines)] // not split yet: its stages share many locals (left open in issue #10)
     pub fn logits_many(&mut self, circuits: &[Vec<bool>]) -> Result<Tensor> {
         let k = circuits.len();
         if k == 0 || k > 63 {
@@ -371,55 +370,68 @@ impl<'a> Evaluator<'a> {
         }
         self.evaluations += k as u64;
         self.ensure_copies(k)?;
+        let ch = changes(&self.units, circuits, &self.model.cfg);
+        if self.naive {
+            self.naive_logits(k, &ch)
+        } else {
+            self.resumed_logits(k, ch)
+        }
+    }
+
+    /// The naive path: every removed edge a patch, a full forward pass, logits everywhere
+    /// (then the answer rows).
+    fn naive_logits(&mut self, k: usize, ch: &[(Receiver, Change)]) -> Result<Tensor> {
+        let cfg = &self.model.cfg;
+        let mut patches = Patches::new();
+        for (r, c) in ch {
+            let (list, replace) = match c {
+                Change::Delta(v) => (v, false),
+                Change::Replace(v) => (v, true),
+            };
+            for u in parents(r, cfg) {
+                let kept: Blocks = list.iter().find(|(x, _)| *x == u).map_or(0, |(_, b)| *b);
+                let gone = if replace {
+                    !kept & ((1u64 << k) - 1)
+                } else {
+                    kept
+                };
+                if gone == 0 {
+                    continue;
+                }
+                let mask = self.mask(k, gone)?;
+                let alt = self.copies[&k].ablated.out[&u].clone();
+                patches.add(*r, u, alt, mask);
+            }
+        }
+        let c = &self.copies[&k];
+        let run = eval::run(
+            self.model,
+            &c.tokens,
+            &patches,
+            RunOptions {
+                logits: LogitsAt::All,
+                ..Default::default()
+            },
+        )?;
+        let logits = run
+            .logits
+            .ok_or_else(|| Error::input("internal: no logits"))?;
+        let (b, p, v) = logits.dims3()?;
+        let idx: Vec<u32> = c
+            .end
+            .iter()
+            .enumerate()
+            .map(|(i, &e)| (i * p + e) as u32)
+            .collect();
+        let idx = Tensor::from_vec(idx, b, logits.device())?;
+        Ok(logits.reshape((b * p, v))?.index_select(&idx, 0)?)
+    }
+
+    /// The fast path: resumed from the clean run at the first changed layer, logits at the
+    /// answer rows.
+    fn resumed_logits(&mut self, k: usize, ch: Vec<(Receiver, Change)>) -> Result<Tensor> {
         let cfg = &self.model.cfg;
         let n_layers = cfg.n_layers;
-        let ch = changes(&self.units, circuits, cfg);
-        if self.naive {
-            // Every removed edge a patch, a full forward pass, logits everywhere.
-            let mut patches = Patches::new();
-            for (r, c) in &ch {
-                let (list, replace) = match c {
-                    Change::Delta(v) => (v, false),
-                    Change::Replace(v) => (v, true),
-                };
-                for u in parents(r, cfg) {
-                    let kept: Blocks = list.iter().find(|(x, _)| *x == u).map_or(0, |(_, b)| *b);
-                    let gone = if replace {
-                        !kept & ((1u64 << k) - 1)
-                    } else {
-                        kept
-                    };
-                    if gone == 0 {
-                        continue;
-                    }
-                    let mask = self.mask(k, gone)?;
-                    let alt = self.copies[&k].ablated.out[&u].clone();
-                    patches.add(*r, u, alt, mask);
-                }
-            }
-            let c = &self.copies[&k];
-            let run = eval::run(
-                self.model,
-                &c.tokens,
-                &patches,
-                RunOptions {
-                    logits: LogitsAt::All,
-                    ..Default::default()
-                },
-            )?;
-            let logits = run
-                .logits
-                .ok_or_else(|| Error::input("internal: no logits"))?;
-            let (b, p, v) = logits.dims3()?;
-            let idx: Vec<u32> = c
-                .end
-                .iter()
-                .enumerate()
-                .map(|(i, &e)| (i * p + e) as u32)
-                .collect();
-            let idx = Tensor::from_vec(idx, b, logits.device())?;
-            return Ok(logits.reshape((b * p, v))?.index_select(&idx, 0)?);
-        }
         let first = ch
             .iter()
             .map(|(r, _)| r.layer(n_layers))
