@@ -184,7 +184,19 @@ fn jsonl_errors_name_line_and_field() {
         ),
         (
             "{\"prompt\": \"a\", \"answer\": \" b\", \"features\": {\"x\": [1]}}\n",
-            "field `features`",
+            "field `features`: feature 'x' must be a string, number or boolean",
+        ),
+        (
+            "{\"prompt\": \"a\", \"answer\": \" b\", \"features\": [1]}\n",
+            "d.jsonl:1: field `features`: must be an object of name → value",
+        ),
+        (
+            "{\"prompt\": \"a\", \"answer\": \" b\", \"positions\": {\"IO\": 7}}\n",
+            "d.jsonl:1: field `positions`: position 'IO' must be a token index below 1",
+        ),
+        (
+            "{\"prompt\": \"a\", \"answer\": \" b\", \"positions\": 3}\n",
+            "d.jsonl:1: field `positions`: must be an object of name → index",
         ),
     ];
     for (text, want) in cases {

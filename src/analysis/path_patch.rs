@@ -115,28 +115,28 @@ impl<'s, 'm> PathPatcher<'s, 'm> {
         let metric = if patches.is_empty() {
             setup.clean_metric
         } else {
-            let first = patches
-                .first_stage(setup.model.cfg.n_layers)
-                .unwrap_or(Stage::Embed);
-            let run = eval::run(
-                setup.model,
-                &setup.clean_tokens,
-                &patches,
-                RunOptions {
-                    logits: setup.logits_at(),
-                    from: Some((&self.clean, first)),
-                    ..Default::default()
-                },
-            )?;
-            setup.score_run(&run)?
+            self.patched_metric(&patches)?
         };
-        let change = metric - setup.clean_metric;
-        Ok(PathResult {
-            metric,
-            change,
-            normalized: change / (setup.clean_metric - setup.corrupted_metric),
-            edges,
-        })
+        Ok(self.result(metric, edges))
+    }
+
+    /// The metric of the clean run with `patches`, resumed from the first stage they change.
+    fn patched_metric(&self, patches: &Patches) -> Result<f64> {
+        let setup = self.setup;
+        let first = patches
+            .first_stage(setup.model.cfg.n_layers)
+            .unwrap_or(Stage::Embed);
+        let run = eval::run(
+            setup.model,
+            &setup.clean_tokens,
+            patches,
+            RunOptions {
+                logits: setup.logits_at(),
+                from: Some((&self.clean, first)),
+                ..Default::default()
+            },
+        )?;
+        setup.score_run(&run)
     }
 
     fn result(&self, metric: f64, edges: usize) -> PathResult {
@@ -200,18 +200,7 @@ impl<'s, 'm> PathPatcher<'s, 'm> {
             return Ok(self.result(m, edges));
         }
         let patches = self.receiver_patches(&frozen, &names, receivers, mask)?;
-        let first = patches.first_stage(n).unwrap_or(Stage::Embed);
-        let run = eval::run(
-            model,
-            &setup.clean_tokens,
-            &patches,
-            RunOptions {
-                logits: setup.logits_at(),
-                from: Some((&self.clean, first)),
-                ..Default::default()
-            },
-        )?;
-        let m = setup.score_run(&run)?;
+        let m = self.patched_metric(&patches)?;
         Ok(self.result(m, edges))
     }
 

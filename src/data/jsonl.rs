@@ -193,30 +193,43 @@ fn corrupted(
     Ok((corrupted_prompt, corrupted_tokens))
 }
 
-/// `features`: name → value (strings, numbers and booleans, as text).
-fn features(obj: &serde_json::Map<String, Value>, at: &At) -> Result<BTreeMap<String, String>> {
-    let mut features = BTreeMap::new();
-    match obj.get("features") {
+/// The optional object `field` (absent or `null`: empty), each entry's value converted by
+/// `value` (its `Err` says what is wrong with that entry); `whole` is the message when the
+/// field is not an object.
+fn name_map<T>(
+    obj: &serde_json::Map<String, Value>,
+    field: &str,
+    whole: &str,
+    at: &At,
+    value: impl Fn(&str, &Value) -> std::result::Result<T, String>,
+) -> Result<BTreeMap<String, T>> {
+    let mut out = BTreeMap::new();
+    match obj.get(field) {
         Some(Value::Object(m)) => {
             for (k, v) in m {
-                let s = match v {
-                    Value::String(s) => s.clone(),
-                    Value::Number(n) => n.to_string(),
-                    Value::Bool(b) => b.to_string(),
-                    _ => {
-                        return Err(at(
-                            "features",
-                            format!("feature '{k}' must be a string, number or boolean"),
-                        ))
-                    }
-                };
-                features.insert(k.clone(), s);
+                out.insert(k.clone(), value(k, v).map_err(|msg| at(field, msg))?);
             }
         }
         Some(Value::Null) | None => {}
-        Some(_) => return Err(at("features", "must be an object of name → value".into())),
+        Some(_) => return Err(at(field, whole.into())),
     }
-    Ok(features)
+    Ok(out)
+}
+
+/// `features`: name → value (strings, numbers and booleans, as text).
+fn features(obj: &serde_json::Map<String, Value>, at: &At) -> Result<BTreeMap<String, String>> {
+    name_map(
+        obj,
+        "features",
+        "must be an object of name → value",
+        at,
+        |k, v| match v {
+            Value::String(s) => Ok(s.clone()),
+            Value::Number(n) => Ok(n.to_string()),
+            Value::Bool(b) => Ok(b.to_string()),
+            _ => Err(format!("feature '{k}' must be a string, number or boolean")),
+        },
+    )
 }
 
 /// `positions`: name → token index below `len`.
@@ -225,24 +238,18 @@ fn positions(
     len: usize,
     at: &At,
 ) -> Result<BTreeMap<String, usize>> {
-    let mut positions = BTreeMap::new();
-    match obj.get("positions") {
-        Some(Value::Object(m)) => {
-            for (k, v) in m {
-                let p = v.as_u64().map(|p| p as usize).filter(|&p| p < len);
-                let Some(p) = p else {
-                    return Err(at(
-                        "positions",
-                        format!("position '{k}' must be a token index below {len}"),
-                    ));
-                };
-                positions.insert(k.clone(), p);
-            }
-        }
-        Some(Value::Null) | None => {}
-        Some(_) => return Err(at("positions", "must be an object of name → index".into())),
-    }
-    Ok(positions)
+    name_map(
+        obj,
+        "positions",
+        "must be an object of name → index",
+        at,
+        |k, v| {
+            v.as_u64()
+                .map(|p| p as usize)
+                .filter(|&p| p < len)
+                .ok_or_else(|| format!("position '{k}' must be a token index below {len}"))
+        },
+    )
 }
 
 /// Tokens of `text`, refusing words the vocabulary lacks (they would all become the same
