@@ -49,6 +49,30 @@ fn slice<'a, T: WithDType>(storage: &'a Storage, layout: &Layout) -> Result<&'a 
     }
 }
 
+/// `gw = g ⊙ w`, returning `(Σ gw, Σ gw ⊙ x)` (LANES partial sums each, so that the loop
+/// vectorises).
+fn weighted_sums<T: WithDType>(gw: &mut [T], g: &[T], w: &[T], x: &[T]) -> (T, T) {
+    let zero = T::from_f64(0.0);
+    let (mut a1, mut a2) = ([zero; LANES], [zero; LANES]);
+    let chunks = gw
+        .chunks_mut(LANES)
+        .zip(g.chunks(LANES))
+        .zip(w.chunks(LANES).zip(x.chunks(LANES)));
+    for ((v, gc), (wc, xc)) in chunks {
+        for k in 0..v.len() {
+            v[k] = gc[k] * wc[k];
+            a1[k] += v[k];
+            a2[k] += v[k] * xc[k];
+        }
+    }
+    let (mut s1, mut s2) = (zero, zero);
+    for k in 0..LANES {
+        s1 += a1[k];
+        s2 += a2[k];
+    }
+    (s1, s2)
+}
+
 /// A norm's backward: for `g` `[.., rows, d]` (the gradient with respect to the norm's output,
 /// any number of leading copies, e.g. one per head), `xhat` `[rows, d]` and `scale` `[rows, 1]`
 /// of the norm's input, and its weight `w` `[d]`: `(ĝ − mean ĝ − x̂ · mean(ĝ ⊙ x̂)) / scale`
@@ -103,24 +127,7 @@ pub fn norm_backward(
         for (i, gr) in gv.chunks_exact(d).enumerate() {
             let r = i % rows;
             let xr = &xv[r * d..(r + 1) * d];
-            // LANES partial sums each, so that the loop vectorises.
-            let (mut a1, mut a2) = ([zero; LANES], [zero; LANES]);
-            let mut chunks = gw
-                .chunks_mut(LANES)
-                .zip(gr.chunks(LANES))
-                .zip(wv.chunks(LANES).zip(xr.chunks(LANES)));
-            for ((v, gc), (wc, xc)) in &mut chunks {
-                for k in 0..v.len() {
-                    v[k] = gc[k] * wc[k];
-                    a1[k] += v[k];
-                    a2[k] += v[k] * xc[k];
-                }
-            }
-            let (mut s1, mut s2) = (zero, zero);
-            for k in 0..LANES {
-                s1 += a1[k];
-                s2 += a2[k];
-            }
+            let (s1, s2) = weighted_sums(&mut gw, gr, wv, xr);
             let m1 = if centre { s1 * inv_d } else { zero };
             let m2 = s2 * inv_d;
             let inv_s = T::from_f64(1.0) / sv[r];
