@@ -82,13 +82,18 @@ impl NormStats {
     /// its output (`[.., d]`, or with extra leading dimensions, one gradient per head):
     /// `(ĝ − mean ĝ − x̂ · mean(ĝ ⊙ x̂)) / scale` with `ĝ = g ⊙ w` (RMSNorm: no `mean ĝ`).
     fn backward(&self, g: &Tensor, w: &Tensor) -> Result<Tensor> {
-        fused::norm_backward(
-            g,
-            w,
-            &self.xhat,
-            &self.scale,
-            self.kind == NormKind::LayerNorm,
-        )
+        let centre = self.kind == NormKind::LayerNorm;
+        Ok(fused::norm_backward(g, w, &self.xhat, &self.scale, centre, false)?.0)
+    }
+
+    /// [`NormStats::backward`] of several gradients `[n, .., d]` at once, and their sum
+    /// `[.., d]`.
+    fn backward_and_sum(&self, g: &Tensor, w: &Tensor) -> Result<(Tensor, Tensor)> {
+        let centre = self.kind == NormKind::LayerNorm;
+        match fused::norm_backward(g, w, &self.xhat, &self.scale, centre, true)? {
+            (each, Some(sum)) => Ok((each, sum)),
+            _ => Err(Error::input("internal: the norm backward gave no sum")),
+        }
     }
 }
 
@@ -179,8 +184,9 @@ impl Layer<'_> {
 
     /// The gradients with respect to the heads' q, k and v inputs from `g`, the gradient with
     /// respect to the attention output (the residual stream `x` is the heads' input): per
-    /// q/k/v, `[n, b, p, d]` for the `n` query (or key/value) heads.
-    fn attention(&self, x: &Tensor, g: &Tensor) -> Result<[Tensor; 3]> {
+    /// q/k/v, `[n, b, p, d]` for the `n` query (or key/value) heads; and their sum `[b, p, d]`
+    /// (what flows into the residual stream).
+    fn attention(&self, x: &Tensor, g: &Tensor) -> Result<([Tensor; 3], Tensor)> {
         let model = self.model;
         let cfg = &model.cfg;
         let blk = &model.w.blocks[self.l];
@@ -229,15 +235,14 @@ impl Layer<'_> {
                 Ok(t.reshape((n, h / n, b * p, dh))?.sum(1)?)
             }
         };
-        let input = |t: &Tensor, w: &Tensor, n: usize| -> Result<Tensor> {
+        let input = |t: &Tensor, w: &Tensor, n: usize| -> Result<(Tensor, Tensor)> {
             let normed = matmul_t(&per_head(t, n)?, w)?.reshape((n, b, p, d))?;
-            stats.backward(&normed, &ln1_w)
+            stats.backward_and_sum(&normed, &ln1_w)
         };
-        Ok([
-            input(&g_q, &model.weight(&blk.w_q)?, h)?,
-            input(&g_k, &model.weight(&blk.w_k)?, kv)?,
-            input(&g_v, &model.weight(&blk.w_v)?, kv)?,
-        ])
+        let (q, sq) = input(&g_q, &model.weight(&blk.w_q)?, h)?;
+        let (k, sk) = input(&g_k, &model.weight(&blk.w_k)?, kv)?;
+        let (v, sv) = input(&g_v, &model.weight(&blk.w_v)?, kv)?;
+        Ok(([q, k, v], ((sq + sk)? + sv)?))
     }
 }
 
@@ -401,7 +406,7 @@ fn backward(
                 grads.insert(*r, x.zeros_like()?);
             }
         } else {
-            let [gq, gk, gv] = layer.attention(x, &g_attn)?;
+            let ([gq, gk, gv], summed) = layer.attention(x, &g_attn)?;
             for r in heads {
                 let Receiver::Head(_, h, qkv) = *r else {
                     continue;
@@ -413,8 +418,7 @@ fn backward(
                 };
                 grads.insert(*r, t.narrow(0, i, 1)?.squeeze(0)?);
             }
-            g_in = (g_in + (gq.sum(0)? + gk.sum(0)?)?)?;
-            g_in = (g_in + gv.sum(0)?)?;
+            g_in = (g_in + summed)?;
         }
         g = g_in;
     }

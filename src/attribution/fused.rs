@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::model::Activation;
-use candle_core::{DType, Tensor, WithDType};
+use candle_core::{DType, Layout, Storage, Tensor, WithDType};
 
 /// The element types attribution computes in, with the functions the activations need.
 trait Real: WithDType {
@@ -31,37 +31,84 @@ impl Real for f64 {
     }
 }
 
-fn values<T: WithDType>(t: &Tensor) -> Result<Vec<T>> {
-    Ok(t.flatten_all()?.to_vec1::<T>()?)
-}
+/// Partial sums kept apart in a reduction.
+const LANES: usize = 8;
 
 fn unsupported(dtype: DType) -> Error {
     Error::input(format!("attribution computes in f32 or f64, not {dtype:?}"))
 }
 
+/// A contiguous tensor's elements, borrowed from its storage.
+fn slice<'a, T: WithDType>(storage: &'a Storage, layout: &Layout) -> Result<&'a [T]> {
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| Error::input("internal: a strided tensor in a fused kernel"))?;
+    match storage {
+        Storage::Cpu(cpu) => Ok(&cpu.as_slice::<T>()?[start..end]),
+        _ => Err(Error::input("internal: fused kernels run on the CPU")),
+    }
+}
+
+/// `gw = g ⊙ w`, returning `(Σ gw, Σ gw ⊙ x)` (LANES partial sums each, so that the loop
+/// vectorises).
+fn weighted_sums<T: WithDType>(gw: &mut [T], g: &[T], w: &[T], x: &[T]) -> (T, T) {
+    let zero = T::from_f64(0.0);
+    let (mut a1, mut a2) = ([zero; LANES], [zero; LANES]);
+    let chunks = gw
+        .chunks_mut(LANES)
+        .zip(g.chunks(LANES))
+        .zip(w.chunks(LANES).zip(x.chunks(LANES)));
+    for ((v, gc), (wc, xc)) in chunks {
+        for k in 0..v.len() {
+            v[k] = gc[k] * wc[k];
+            a1[k] += v[k];
+            a2[k] += v[k] * xc[k];
+        }
+    }
+    let (mut s1, mut s2) = (zero, zero);
+    for k in 0..LANES {
+        s1 += a1[k];
+        s2 += a2[k];
+    }
+    (s1, s2)
+}
+
 /// A norm's backward: for `g` `[.., rows, d]` (the gradient with respect to the norm's output,
 /// any number of leading copies, e.g. one per head), `xhat` `[rows, d]` and `scale` `[rows, 1]`
 /// of the norm's input, and its weight `w` `[d]`: `(ĝ − mean ĝ − x̂ · mean(ĝ ⊙ x̂)) / scale`
-/// with `ĝ = g ⊙ w`; without `centre` (RMSNorm) no `mean ĝ`.
+/// with `ĝ = g ⊙ w`; without `centre` (RMSNorm) no `mean ĝ`. With `sum`, also the sum over
+/// the copies, `[rows, d]` shaped like `xhat`.
 pub fn norm_backward(
     g: &Tensor,
     w: &Tensor,
     xhat: &Tensor,
     scale: &Tensor,
     centre: bool,
-) -> Result<Tensor> {
+    sum: bool,
+) -> Result<(Tensor, Option<Tensor>)> {
     fn typed<T: WithDType>(
         g: &Tensor,
         w: &Tensor,
         xhat: &Tensor,
         scale: &Tensor,
         centre: bool,
-    ) -> Result<Tensor> {
+        sum: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let (g, w, xhat, scale) = (
+            g.contiguous()?,
+            w.contiguous()?,
+            xhat.contiguous()?,
+            scale.contiguous()?,
+        );
+        let (gs, gl) = g.storage_and_layout();
+        let (ws, wl) = w.storage_and_layout();
+        let (xs, xl) = xhat.storage_and_layout();
+        let (ss, sl) = scale.storage_and_layout();
         let (gv, wv, xv, sv) = (
-            values::<T>(g)?,
-            values::<T>(w)?,
-            values::<T>(xhat)?,
-            values::<T>(scale)?,
+            slice::<T>(&gs, gl)?,
+            slice::<T>(&ws, wl)?,
+            slice::<T>(&xs, xl)?,
+            slice::<T>(&ss, sl)?,
         );
         let d = wv.len();
         let rows = sv.len();
@@ -75,27 +122,33 @@ pub fn norm_backward(
         let zero = T::from_f64(0.0);
         let inv_d = T::from_f64(1.0 / d as f64);
         let mut out = Vec::with_capacity(gv.len());
+        let mut total = if sum { vec![zero; rows * d] } else { vec![] };
         let mut gw = vec![zero; d];
         for (i, gr) in gv.chunks_exact(d).enumerate() {
             let r = i % rows;
             let xr = &xv[r * d..(r + 1) * d];
-            let (mut s1, mut s2) = (zero, zero);
-            for j in 0..d {
-                let v = gr[j] * wv[j];
-                gw[j] = v;
-                s1 += v;
-                s2 += v * xr[j];
-            }
+            let (s1, s2) = weighted_sums(&mut gw, gr, wv, xr);
             let m1 = if centre { s1 * inv_d } else { zero };
             let m2 = s2 * inv_d;
             let inv_s = T::from_f64(1.0) / sv[r];
+            let start = out.len();
             out.extend(gw.iter().zip(xr).map(|(&v, &x)| (v - m1 - x * m2) * inv_s));
+            if sum {
+                for (t, &o) in total[r * d..(r + 1) * d].iter_mut().zip(&out[start..]) {
+                    *t += o;
+                }
+            }
         }
-        Ok(Tensor::from_vec(out, g.dims(), g.device())?)
+        let total = if sum {
+            Some(Tensor::from_vec(total, xhat.dims(), g.device())?)
+        } else {
+            None
+        };
+        Ok((Tensor::from_vec(out, g.dims(), g.device())?, total))
     }
     match g.dtype() {
-        DType::F32 => typed::<f32>(g, w, xhat, scale, centre),
-        DType::F64 => typed::<f64>(g, w, xhat, scale, centre),
+        DType::F32 => typed::<f32>(g, w, xhat, scale, centre, sum),
+        DType::F64 => typed::<f64>(g, w, xhat, scale, centre, sum),
         d => Err(unsupported(d)),
     }
 }
@@ -151,8 +204,16 @@ pub fn act_backward(
         pre: &Tensor,
         lin: Option<&Tensor>,
     ) -> Result<(Tensor, Option<Tensor>)> {
-        let (gv, pv) = (values::<T>(g)?, values::<T>(pre)?);
-        let lv = lin.map(values::<T>).transpose()?;
+        let (g, pre) = (g.contiguous()?, pre.contiguous()?);
+        let lin = lin.map(Tensor::contiguous).transpose()?;
+        let (gs, gl) = g.storage_and_layout();
+        let (ps, pl) = pre.storage_and_layout();
+        let (gv, pv) = (slice::<T>(&gs, gl)?, slice::<T>(&ps, pl)?);
+        let ls = lin.as_ref().map(|l| l.storage_and_layout());
+        let lv = match &ls {
+            Some((s, l)) => Some(slice::<T>(s, l)?),
+            None => None,
+        };
         if gv.len() != pv.len() || lv.as_ref().is_some_and(|l| l.len() != pv.len()) {
             return Err(Error::input(format!(
                 "internal: MLP backward of {:?} at {:?}",
@@ -162,7 +223,7 @@ pub fn act_backward(
         }
         let mut g_pre = Vec::with_capacity(gv.len());
         let mut g_lin = Vec::with_capacity(if lv.is_some() { gv.len() } else { 0 });
-        for (i, (&gi, &xi)) in gv.iter().zip(&pv).enumerate() {
+        for (i, (&gi, &xi)) in gv.iter().zip(pv).enumerate() {
             let (a, slope) = act_and_slope(act, xi);
             match &lv {
                 Some(l) => {
