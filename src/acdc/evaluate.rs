@@ -206,7 +206,11 @@ pub struct Evaluator<'a> {
 }
 
 impl<'a> Evaluator<'a> {
-    /// Set up: `clean` must be the unpatched run on `tokens`.
+    /// Set up: `clean` must be the unpatched run on `tokens`. `keep_outputs`: compute the
+    /// clean run's head outputs once and keep them, as every resumed run reads them (without
+    /// it, each run computes those it reads: for an evaluator that only re-checks a screen's
+    /// values now and then, this keeps `n_layers · n_heads` activations out of memory).
+    #[allow(clippy::too_many_arguments)] // the parts of one set-up, each made by the caller
     pub fn new(
         model: &'a Model,
         units: Units,
@@ -215,10 +219,12 @@ impl<'a> Evaluator<'a> {
         clean: Run,
         ablated: Ablated,
         objective: Objective,
+        keep_outputs: bool,
     ) -> Result<Self> {
-        // Head outputs of the clean run are read by every resumed run: compute them once.
-        for u in crate::graph::edges::senders_reverse(&model.cfg) {
-            clean.sender_out(model, u)?;
+        if keep_outputs {
+            for u in crate::graph::edges::senders_reverse(&model.cfg) {
+                clean.sender_out(model, u)?;
+            }
         }
         let n = tokens.dim(0)?;
         let mut copies = BTreeMap::new();
@@ -355,7 +361,6 @@ impl<'a> Evaluator<'a> {
 
     /// The logits at the answer positions of several circuits evaluated in one pass:
     /// `[k · n, vocab]`, circuit j in rows `j·n .. (j+1)·n`.
-    #[allow(clippy::too_many_lines)] // not split yet: its stages share many locals (left open in issue #10)
     pub fn logits_many(&mut self, circuits: &[Vec<bool>]) -> Result<Tensor> {
         let k = circuits.len();
         if k == 0 || k > 63 {
@@ -365,55 +370,68 @@ impl<'a> Evaluator<'a> {
         }
         self.evaluations += k as u64;
         self.ensure_copies(k)?;
+        let ch = changes(&self.units, circuits, &self.model.cfg);
+        if self.naive {
+            self.naive_logits(k, &ch)
+        } else {
+            self.resumed_logits(k, ch)
+        }
+    }
+
+    /// The naive path: every removed edge a patch, a full forward pass, logits everywhere
+    /// (then the answer rows).
+    fn naive_logits(&mut self, k: usize, ch: &[(Receiver, Change)]) -> Result<Tensor> {
+        let cfg = &self.model.cfg;
+        let mut patches = Patches::new();
+        for (r, c) in ch {
+            let (list, replace) = match c {
+                Change::Delta(v) => (v, false),
+                Change::Replace(v) => (v, true),
+            };
+            for u in parents(r, cfg) {
+                let kept: Blocks = list.iter().find(|(x, _)| *x == u).map_or(0, |(_, b)| *b);
+                let gone = if replace {
+                    !kept & ((1u64 << k) - 1)
+                } else {
+                    kept
+                };
+                if gone == 0 {
+                    continue;
+                }
+                let mask = self.mask(k, gone)?;
+                let alt = self.copies[&k].ablated.out[&u].clone();
+                patches.add(*r, u, alt, mask);
+            }
+        }
+        let c = &self.copies[&k];
+        let run = eval::run(
+            self.model,
+            &c.tokens,
+            &patches,
+            RunOptions {
+                logits: LogitsAt::All,
+                ..Default::default()
+            },
+        )?;
+        let logits = run
+            .logits
+            .ok_or_else(|| Error::input("internal: no logits"))?;
+        let (b, p, v) = logits.dims3()?;
+        let idx: Vec<u32> = c
+            .end
+            .iter()
+            .enumerate()
+            .map(|(i, &e)| (i * p + e) as u32)
+            .collect();
+        let idx = Tensor::from_vec(idx, b, logits.device())?;
+        Ok(logits.reshape((b * p, v))?.index_select(&idx, 0)?)
+    }
+
+    /// The fast path: resumed from the clean run at the first changed layer, logits at the
+    /// answer rows.
+    fn resumed_logits(&mut self, k: usize, ch: Vec<(Receiver, Change)>) -> Result<Tensor> {
         let cfg = &self.model.cfg;
         let n_layers = cfg.n_layers;
-        let ch = changes(&self.units, circuits, cfg);
-        if self.naive {
-            // Every removed edge a patch, a full forward pass, logits everywhere.
-            let mut patches = Patches::new();
-            for (r, c) in &ch {
-                let (list, replace) = match c {
-                    Change::Delta(v) => (v, false),
-                    Change::Replace(v) => (v, true),
-                };
-                for u in parents(r, cfg) {
-                    let kept: Blocks = list.iter().find(|(x, _)| *x == u).map_or(0, |(_, b)| *b);
-                    let gone = if replace {
-                        !kept & ((1u64 << k) - 1)
-                    } else {
-                        kept
-                    };
-                    if gone == 0 {
-                        continue;
-                    }
-                    let mask = self.mask(k, gone)?;
-                    let alt = self.copies[&k].ablated.out[&u].clone();
-                    patches.add(*r, u, alt, mask);
-                }
-            }
-            let c = &self.copies[&k];
-            let run = eval::run(
-                self.model,
-                &c.tokens,
-                &patches,
-                RunOptions {
-                    logits: LogitsAt::All,
-                    ..Default::default()
-                },
-            )?;
-            let logits = run
-                .logits
-                .ok_or_else(|| Error::input("internal: no logits"))?;
-            let (b, p, v) = logits.dims3()?;
-            let idx: Vec<u32> = c
-                .end
-                .iter()
-                .enumerate()
-                .map(|(i, &e)| (i * p + e) as u32)
-                .collect();
-            let idx = Tensor::from_vec(idx, b, logits.device())?;
-            return Ok(logits.reshape((b * p, v))?.index_select(&idx, 0)?);
-        }
         let first = ch
             .iter()
             .map(|(r, _)| r.layer(n_layers))

@@ -228,7 +228,6 @@ impl Prepared {
     }
 
     /// The evaluator: runs the clean model and the ablation once.
-    #[allow(clippy::too_many_lines)] // not split yet: its stages share many locals (left open in issue #10)
     pub fn evaluator(&self) -> Result<Evaluator<'_>> {
         let model = &self.model;
         let clean = eval::run(
@@ -244,13 +243,43 @@ impl Prepared {
             .logits
             .clone()
             .ok_or_else(|| Error::input("internal: no clean logits"))?;
+        let objective = self.objective(clean_logits)?;
+        let ablated = ablation::ablate(
+            model,
+            &self.config.ablation,
+            &self.tokens,
+            self.source_tokens.as_ref(),
+            &self.groups,
+            &self.lens,
+        )?;
+        let units = Units::new(&model.cfg, self.config.level, self.sweep_options().graph);
+        let screen = self.one_edge_screen(&clean, &ablated, &units)?;
+        let ev = Evaluator::new(
+            model,
+            units,
+            self.tokens.clone(),
+            self.end.clone(),
+            clean,
+            ablated,
+            objective,
+            self.config.dtype != Precision::Checked || screen.is_none(),
+        )?;
+        Ok(match screen {
+            Some(s) => ev.with_screen(s),
+            None => ev,
+        })
+    }
+
+    /// The metric against the clean logits (and, for the normalised logit difference, the
+    /// corrupted run's), checked to apply to this dataset before anything is written.
+    fn objective(&self, clean_logits: Tensor) -> Result<Objective> {
         let norm = if self.config.metric == Metric::NormLogitDiff {
             let src = self
                 .source_tokens
                 .as_ref()
                 .ok_or_else(|| Error::input("norm-logit-diff needs corrupted prompts"))?;
             let corrupted = eval::run(
-                model,
+                &self.model,
                 src,
                 &Patches::new(),
                 RunOptions {
@@ -270,28 +299,30 @@ impl Prepared {
         } else {
             None
         };
-        let ablated = ablation::ablate(
-            model,
-            &self.config.ablation,
-            &self.tokens,
-            self.source_tokens.as_ref(),
-            &self.groups,
-            &self.lens,
-        )?;
         let objective = Objective {
             metric: self.config.metric,
             dataset: self.dataset.clone(),
             clean_logits,
             norm,
         };
-        // Check the metric applies to this dataset before anything is written.
         objective.value(&objective.clean_logits)?;
-        let units = Units::new(&model.cfg, self.config.level, self.sweep_options().graph);
-        let one_edge =
-            self.config.level == Level::Edges && self.config.batch <= 1 && screenable(&model.cfg);
-        let screen = match self.config.dtype {
+        Ok(objective)
+    }
+
+    /// The sweep's one-edge evaluator, where the config and the model allow it: on this model
+    /// with its clean run and ablation (`F32`), or on the float32 model (`Checked`).
+    fn one_edge_screen(
+        &self,
+        clean: &eval::Run,
+        ablated: &eval::Ablated,
+        units: &Units,
+    ) -> Result<Option<Screen<'_>>> {
+        let one_edge = self.config.level == Level::Edges
+            && self.config.batch <= 1
+            && screenable(&self.model.cfg);
+        Ok(match self.config.dtype {
             Precision::F32 if one_edge => Some(Screen::new(
-                model,
+                &self.model,
                 clean.clone(),
                 ablated.clone(),
                 self.end.clone(),
@@ -305,19 +336,6 @@ impl Prepared {
                 Some(self.screen(m32, Some(screen::LOGIT_ERROR_FACTOR))?)
             }
             _ => None,
-        };
-        let ev = Evaluator::new(
-            model,
-            units,
-            self.tokens.clone(),
-            self.end.clone(),
-            clean,
-            ablated,
-            objective,
-        )?;
-        Ok(match screen {
-            Some(s) => ev.with_screen(s),
-            None => ev,
         })
     }
 

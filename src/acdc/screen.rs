@@ -22,22 +22,68 @@
 //!    jumps, so under it every effect is re-checked. A term `1e-12·(1 + |m|)` covers the
 //!    float64 arithmetic of the metric itself.
 //!
-//! 2. **The logits' float32 error η (argued, not proved).** For each evaluation we take
-//!    `η = 2⁻¹⁶ · max(1, max |z₃₂|)` over its answer rows: 256 float32 unit roundoffs
-//!    (u = 2⁻²⁴) of the largest logit. The logits are the end of a chain of about
-//!    `4·n_layers + 2` LayerNorms, matmuls, softmaxes and activations, each adding relative
-//!    errors of a few u of the values it produces; in practice (and in the probabilistic
-//!    rounding-error model of Higham & Mary, 2019, where errors of length-k sums grow like
-//!    √k·u rather than k·u) the logits come out within a few tens of u of their scale. The
-//!    discrepancies `|metric₃₂ − metric₆₄|` measured at every re-check on the shipped toys and
-//!    a 12-layer GPT-2-shaped random model stay far below `E` (the run logs the largest ratio;
-//!    `benches/acdc.rs` prints it). This is **not** a proof: a worst-case forward error
-//!    analysis through 2·n_layers LayerNorms (each amplifying by ‖w‖/σ, unbounded as σ → 0),
-//!    softmaxes and k-term sums (γ_k = k·u each) gives no bound small enough to be useful.
-//!    What is guaranteed is the re-check: every effect within `E` of τ is decided in
-//!    float64, and every re-check compares the float32 and float64 metrics of both circuits
+//! 2. **The logits' float32 error η (derived to first order under stated assumptions; not a
+//!    worst-case proof).** For each evaluation we take `η = 2⁻¹⁶ · max(1, max |z₃₂|)` over its
+//!    answer rows: 256 float32 unit roundoffs (u = 2⁻²⁴) of the largest logit.
+//!
+//!    *Setting.* Both runs evaluate the same circuit on the same weight values (the float64
+//!    model is the float32 one widened, `acdc::load_models`), so `z₃₂ − z₆₄` is the rounding
+//!    error of the float32 pass (its clean run, its ablated values and the circuit run); the
+//!    float64 pass's own error is 2⁻²⁹ times smaller and left to the metric's `1e-12` term.
+//!    Each float32 operation obeys the standard model `fl(a ∘ b) = (a ∘ b)(1 + δ)`, |δ| ≤ u;
+//!    `exp`, `tanh` and `sqrt` are within a few u.
+//!
+//!    *Building blocks* (Higham, *Accuracy and Stability of Numerical Algorithms*, §3.1;
+//!    Higham & Mary, SIAM J. Sci. Comput. 41(5), 2019):
+//!    - a sum or dot product of k terms has error ≤ γ_k Σ|terms| in the worst case
+//!      (γ_k = ku/(1 − ku)), and ≤ λ√k·u Σ|terms| with probability ≥ 1 − 2e^{−λ²(1−u)²/2}
+//!      when the rounding errors are independent and mean-zero (the probabilistic model).
+//!      With terms of random sign, Σ|terms| ≈ √k |sum|, so a length-k product adds a
+//!      relative error of order √k·u at the probabilistic bound's λ ≈ 1 … 3. The lengths
+//!      here: d_model (LayerNorm statistics, q/k/v, MLP input, unembedding), d_head (scores),
+//!      the sequence length (softmax sums, pattern · v), d_head per head then n_heads (W_O),
+//!      d_mlp (MLP output); at most 3,072 for GPT-2 small, so √k ≤ 56;
+//!    - a LayerNorm `(x − μ)/σ · w + b` turns an error ε·‖x‖∞ of its input into at most
+//!      2ε·‖w‖∞‖x‖∞/σ of its output (first order; the factor 2 from removing the mean):
+//!      its condition number is κ = 2‖w‖∞‖x‖∞/σ, of order a few for residual streams whose
+//!      coordinates are spread (it is unbounded as σ → 0: the reason no worst-case bound
+//!      is useful);
+//!    - a softmax moves each probability by at most 2ε·p for an absolute change ε of its
+//!      scores; residual additions and the activation add their own few u.
+//!
+//!    *Propagation.* Write e_s for the max-norm error of stage s's output relative to its
+//!    largest value. To first order `e_s ≤ κ_s·e_{s−1} + c_s·u`, with κ_s the stage's
+//!    condition number and c_s·u its own rounding (≈ √k·u for a length-k product). Along
+//!    the 4·n_layers + 2 stages (per layer: norm, attention, norm, MLP; then the final norm
+//!    and the unembedding) the residual stream does not amplify: a layer adds its output to
+//!    the stream, so the stream's relative error is an average of the parts' errors, and
+//!    every norm restarts from the stream (κ enters once per read, not compounded across
+//!    layers). The logits' error relative to max |z| is then ≈ κ_f·e_stream + √d_model·u
+//!    (the final norm and the unembedding) with e_stream ≲ max over layers of
+//!    (κ·√d_model + √d_mlp + 4)·u.
+//!
+//!    *Assumptions.* (A1) the probabilistic model holds (rounding errors independent and
+//!    mean-zero, as in blocked gemm sums); (A2) every LayerNorm's κ is at most about 2
+//!    (‖w‖∞‖x‖∞/σ ≲ 1, residual coordinates spread rather than dominated by one);
+//!    (A3) a circuit's logits are not much smaller than the clean ones, so max |z| sets the
+//!    scale. Under (A1)–(A3), for GPT-2 small (√768 ≈ 28, √3072 ≈ 55): e_stream ≲
+//!    (2·28 + 55 + 4)·u ≈ 115·u and the logits' error ≲ 2·115·u + 28·u ≈ 2⁸·u, the chosen
+//!    factor 2⁻¹⁶ = 2⁸·u. The estimate is pessimistic (the observed error is about one u,
+//!    below): the √k of each product is the bound's, and the errors of a layer's many
+//!    products and rows average out further. Violations are most likely where (A2) fails
+//!    (a near-constant residual at some position).
+//!
+//!    *What is checked.* `tests/acdc_screen.rs` (`float32_error_bound_dominates_the_observed_
+//!    error`) compares, at every circuit a float64 sweep evaluates on the GPT-2 and Pythia
+//!    fixtures (KL, NLL, probability), the float32 metric with the float64 one: the observed
+//!    `|metric₃₂ − metric₆₄|` stays below `E / 64` (largest ratio 3.7·10⁻³, i.e. the logits
+//!    are within about one u of their scale, far inside the 256 u of the bound), a bound 16
+//!    times tighter fails there, and the `Checked` sweep takes the float64 sweep's decisions.
+//!    At run time every re-check compares the float32 and float64 metrics of both circuits
 //!    with their `E`; a violation is counted ([`Screen::violations`]) and written to the
-//!    run's log, so a run whose bound failed says so.
+//!    run's log (with the largest ratio; `benches/acdc.rs` prints the number of re-checks),
+//!    so a run whose bound failed says so. What is guaranteed regardless of (A1)–(A3): every
+//!    effect within `E` of τ is decided in float64.
 
 use super::evaluate::Objective;
 use super::sweep::{Measured, Units};

@@ -246,19 +246,10 @@ fn roc(a: &Args, truth_path: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-#[allow(clippy::too_many_lines)] // not split yet: its stages share many locals (left open in issue #10)
-fn run(a: &Args) -> Result<()> {
-    if let Some(Command::Sweep(s)) = &a.command {
-        return sweep::run(s);
-    }
-    if let Some(dir) = &a.show {
-        return show(dir);
-    }
-    if let Some(t) = &a.roc {
-        return roc(a, t);
-    }
-    let o = overrides(a)?;
-    let (config, out, resume): (Config, PathBuf, bool) = match (&a.resume, &a.out) {
+/// The run's config, its folder, and whether it resumes (from `--resume` or `--config` and
+/// `--out`, with the overrides `o`).
+fn config_and_folder(a: &Args, o: &Overrides) -> Result<(Config, PathBuf, bool)> {
+    Ok(match (&a.resume, &a.out) {
         (Some(dir), out) => {
             if let Some(out) = out {
                 if out != dir {
@@ -272,10 +263,10 @@ fn run(a: &Args) -> Result<()> {
             }
             let saved = experiment::saved_config(dir)?;
             let given = match &a.config {
-                Some(p) => Some(acdc::load_config(p, &o)?),
+                Some(p) => Some(acdc::load_config(p, o)?),
                 None if o.any() => {
                     let mut c = saved.clone();
-                    c.apply(&o)?;
+                    c.apply(o)?;
                     Some(c)
                 }
                 None => None,
@@ -292,13 +283,27 @@ fn run(a: &Args) -> Result<()> {
                      configs/acdc/toy-ioi.ron); to continue one, use --resume DIR"
                 );
             };
-            (acdc::load_config(p, &o)?, out.clone(), false)
+            (acdc::load_config(p, o)?, out.clone(), false)
         }
         (None, None) => anyhow::bail!(
             "give --config FILE --out DIR to start a run, or --resume DIR to continue one \
              (see --help)"
         ),
-    };
+    })
+}
+
+fn run(a: &Args) -> Result<()> {
+    if let Some(Command::Sweep(s)) = &a.command {
+        return sweep::run(s);
+    }
+    if let Some(dir) = &a.show {
+        return show(dir);
+    }
+    if let Some(t) = &a.roc {
+        return roc(a, t);
+    }
+    let o = overrides(a)?;
+    let (config, out, resume) = config_and_folder(a, &o)?;
     let settings = RunSettings {
         out: out.clone(),
         force: a.force,
@@ -327,6 +332,12 @@ fn run(a: &Args) -> Result<()> {
         bar.set_position(p.decided as u64);
         bar.set_message(p.step.clone());
     })?;
+    print_summary(&s, unit, &out);
+    Ok(())
+}
+
+/// The run's last lines: its result, or where it stopped and how to continue.
+fn print_summary(s: &experiment::Summary, unit: &str, out: &std::path::Path) {
     if s.finished {
         println!(
             "finished: {} of {} {unit} kept; metric {} (clean {}); {:.1}s this session",
@@ -350,7 +361,6 @@ fn run(a: &Args) -> Result<()> {
         "outputs: {}/circuit.json, circuit.dot, circuit.svg, acdc.log",
         out.display()
     );
-    Ok(())
 }
 
 /// A progress bar on stderr (hidden with `--no-progress`): units decided, rate, ETA, step.

@@ -426,10 +426,8 @@ impl CircuitRun {
 
     /// The circuit with one more edge removed from receiver `r` (whose layer must not be
     /// before [`Self::start`]).
-    #[allow(clippy::too_many_lines)] // not split yet: its stages share many locals (left open in issue #10)
     pub fn drop_edge(&self, cx: &CircuitInputs, r: Receiver, drop: Drop) -> Result<CircuitDiff> {
-        let cfg = &cx.model.cfg;
-        let n_layers = cfg.n_layers;
+        let n_layers = cx.n_layers();
         let rl = r.layer(n_layers);
         if rl < self.start {
             return Err(Error::input(format!(
@@ -437,23 +435,6 @@ impl CircuitRun {
                 self.start
             )));
         }
-        let first_input = |current: &Tensor, rows: bool| -> Result<Tensor> {
-            match drop {
-                Drop::All => cx.at(cx.ablated.input(&r), rows),
-                // A sender the receiver already reads ablated: nothing changes.
-                Drop::Sender(u) if self.reads.get(&r).is_some_and(|x| !x.reads_current(&u)) => {
-                    Ok(current.clone())
-                }
-                Drop::Sender(u) => {
-                    let a = cx
-                        .ablated
-                        .output(&u)
-                        .ok_or_else(|| Error::input(format!("internal: no ablated {u}")))?;
-                    let d = (cx.at(a, rows)? - self.out(cx, &self.layers, u, rows)?)?;
-                    Ok((current + d)?)
-                }
-            }
-        };
         let mut diff = CircuitDiff {
             receiver: r,
             drop,
@@ -467,76 +448,21 @@ impl CircuitRun {
         };
         // Changed senders and their output changes (at the answer positions in the last layer).
         let mut changed: Vec<(Node, Tensor)> = vec![];
-        // The input change of receiver `rr` from the changed senders it reads as they are.
-        let delta_in = |changed: &[(Node, Tensor)], rr: &Receiver, rows: bool| {
-            let reads = self.reads.get(rr);
-            sum(changed
-                .iter()
-                .filter(|(u, _)| u.feeds(rr, cfg) && reads.is_none_or(|x| x.reads_current(u)))
-                .map(|(_, t)| cx.at(t, rows)))
-        };
         for l in rl.max(self.start)..n_layers {
-            let last = l + 1 == n_layers;
             let ls = &self.layers[l - self.start];
             if let Some(d) = sum(changed.iter().map(|(_, t)| Ok(t.clone())))? {
                 diff.resid_pre.insert(l, (&ls.resid_pre + d)?);
             }
-            let mut layer_changes = vec![];
-            for h in 0..cfg.n_heads {
-                let hs = &ls.heads[h];
-                let mut proj: [Option<Tensor>; 3] = [None, None, None];
-                for x in Qkv::ALL {
-                    let rr = Receiver::Head(l, h, x);
-                    let current = hs.input[x.index()].as_ref().unwrap_or(&ls.resid_pre);
-                    let new_in = if rr == r {
-                        Some(first_input(current, false)?)
-                    } else {
-                        delta_in(&changed, &rr, false)?
-                            .map(|d| current + d)
-                            .transpose()?
-                    };
-                    if let Some(inp) = new_in {
-                        proj[x.index()] = Some(cx.project(l, h, x, &cx.norm1(l, &inp)?)?);
-                        if rr == r || hs.input[x.index()].is_some() {
-                            diff.inputs.insert((l, h, x), inp);
-                        }
-                    }
-                }
-                if proj.iter().all(Option::is_none) {
-                    continue;
-                }
-                let pick = |i: usize| proj[i].as_ref().unwrap_or(&hs.proj[i]);
-                let z = cx.attend(l, pick(0), pick(1), pick(2))?;
-                let result = cx.head_out(l, h, &z)?;
-                layer_changes.push((Node::Head(l, h), (&result - &hs.result)?));
-                diff.results.insert((l, h), result);
-                for (i, p) in proj.into_iter().enumerate() {
-                    if let Some(p) = p {
-                        diff.proj.insert((l, h, Qkv::ALL[i]), p);
-                    }
-                }
-            }
-            changed.extend(layer_changes);
-            if let Some((cur_in, cur_out)) = &ls.mlp {
-                let rr = Receiver::Mlp(l);
-                let new_in = if rr == r {
-                    Some(first_input(cur_in, last)?)
-                } else {
-                    delta_in(&changed, &rr, last)?
-                        .map(|d| cur_in + d)
-                        .transpose()?
-                };
-                if let Some(x) = new_in {
-                    let o = cx.mlp(l, &x)?;
-                    changed.push((Node::Mlp(l), (&o - cur_out)?));
-                    diff.mlp.insert(l, (x, o));
-                }
+            let heads = self.heads_after_drop(cx, l, &changed, &mut diff)?;
+            changed.extend(heads);
+            if let Some(m) = self.mlp_after_drop(cx, l, &changed, &mut diff)? {
+                changed.push(m);
             }
         }
         let new_in = if r == Receiver::Logits {
-            Some(first_input(&self.logits_in, true)?)
+            Some(self.first_input(cx, r, drop, &self.logits_in, true)?)
         } else {
-            delta_in(&changed, &Receiver::Logits, true)?
+            self.delta_in(cx, &changed, &Receiver::Logits, true)?
                 .map(|d| &self.logits_in + d)
                 .transpose()?
         };
@@ -545,6 +471,128 @@ impl CircuitRun {
             diff.logits_in = Some(x);
         }
         Ok(diff)
+    }
+
+    /// The new input of the receiver `r` whose edge is dropped, from its `current` input.
+    fn first_input(
+        &self,
+        cx: &CircuitInputs,
+        r: Receiver,
+        drop: Drop,
+        current: &Tensor,
+        rows: bool,
+    ) -> Result<Tensor> {
+        match drop {
+            Drop::All => cx.at(cx.ablated.input(&r), rows),
+            // A sender the receiver already reads ablated: nothing changes.
+            Drop::Sender(u) if self.reads.get(&r).is_some_and(|x| !x.reads_current(&u)) => {
+                Ok(current.clone())
+            }
+            Drop::Sender(u) => {
+                let a = cx
+                    .ablated
+                    .output(&u)
+                    .ok_or_else(|| Error::input(format!("internal: no ablated {u}")))?;
+                let d = (cx.at(a, rows)? - self.out(cx, &self.layers, u, rows)?)?;
+                Ok((current + d)?)
+            }
+        }
+    }
+
+    /// The input change of receiver `rr` from the changed senders it reads as they are.
+    fn delta_in(
+        &self,
+        cx: &CircuitInputs,
+        changed: &[(Node, Tensor)],
+        rr: &Receiver,
+        rows: bool,
+    ) -> Result<Option<Tensor>> {
+        let cfg = &cx.model.cfg;
+        let reads = self.reads.get(rr);
+        sum(changed
+            .iter()
+            .filter(|(u, _)| u.feeds(rr, cfg) && reads.is_none_or(|x| x.reads_current(u)))
+            .map(|(_, t)| cx.at(t, rows)))
+    }
+
+    /// Layer `l`'s heads after the drop recorded in `diff`: the heads whose q, k or v input
+    /// changes (the dropped edge's receiver, or a reader of a `changed` sender) are recomputed
+    /// into `diff`; returns their output changes.
+    fn heads_after_drop(
+        &self,
+        cx: &CircuitInputs,
+        l: usize,
+        changed: &[(Node, Tensor)],
+        diff: &mut CircuitDiff,
+    ) -> Result<Vec<(Node, Tensor)>> {
+        let (r, drop) = (diff.receiver, diff.drop);
+        let ls = &self.layers[l - self.start];
+        let mut layer_changes = vec![];
+        for h in 0..cx.model.cfg.n_heads {
+            let hs = &ls.heads[h];
+            let mut proj: [Option<Tensor>; 3] = [None, None, None];
+            for x in Qkv::ALL {
+                let rr = Receiver::Head(l, h, x);
+                let current = hs.input[x.index()].as_ref().unwrap_or(&ls.resid_pre);
+                let new_in = if rr == r {
+                    Some(self.first_input(cx, r, drop, current, false)?)
+                } else {
+                    self.delta_in(cx, changed, &rr, false)?
+                        .map(|d| current + d)
+                        .transpose()?
+                };
+                if let Some(inp) = new_in {
+                    proj[x.index()] = Some(cx.project(l, h, x, &cx.norm1(l, &inp)?)?);
+                    if rr == r || hs.input[x.index()].is_some() {
+                        diff.inputs.insert((l, h, x), inp);
+                    }
+                }
+            }
+            if proj.iter().all(Option::is_none) {
+                continue;
+            }
+            let pick = |i: usize| proj[i].as_ref().unwrap_or(&hs.proj[i]);
+            let z = cx.attend(l, pick(0), pick(1), pick(2))?;
+            let result = cx.head_out(l, h, &z)?;
+            layer_changes.push((Node::Head(l, h), (&result - &hs.result)?));
+            diff.results.insert((l, h), result);
+            for (i, p) in proj.into_iter().enumerate() {
+                if let Some(p) = p {
+                    diff.proj.insert((l, h, Qkv::ALL[i]), p);
+                }
+            }
+        }
+        Ok(layer_changes)
+    }
+
+    /// Layer `l`'s MLP after the drop recorded in `diff`, recomputed into `diff` when its
+    /// input changes; returns its output change.
+    fn mlp_after_drop(
+        &self,
+        cx: &CircuitInputs,
+        l: usize,
+        changed: &[(Node, Tensor)],
+        diff: &mut CircuitDiff,
+    ) -> Result<Option<(Node, Tensor)>> {
+        let Some((cur_in, cur_out)) = &self.layers[l - self.start].mlp else {
+            return Ok(None);
+        };
+        let last = l + 1 == cx.n_layers();
+        let rr = Receiver::Mlp(l);
+        let new_in = if rr == diff.receiver {
+            Some(self.first_input(cx, rr, diff.drop, cur_in, last)?)
+        } else {
+            self.delta_in(cx, changed, &rr, last)?
+                .map(|d| cur_in + d)
+                .transpose()?
+        };
+        let Some(x) = new_in else {
+            return Ok(None);
+        };
+        let o = cx.mlp(l, &x)?;
+        let change = (&o - cur_out)?;
+        diff.mlp.insert(l, (x, o));
+        Ok(Some((Node::Mlp(l), change)))
     }
 
     /// Make the circuit of `diff` (made by [`Self::drop_edge`] on this run) the current one.

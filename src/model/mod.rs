@@ -551,8 +551,50 @@ impl Model {
 
     /// `unembed.hook_out` from `unembed.hook_in`: `x W_U + b_U` (before any final soft-cap).
     pub fn unembed_normed(&self, xn: &Tensor) -> Result<Tensor> {
+        let mut logits = if self.w.w_u.dtype() != self.dtype
+            && self.w.w_u.is_contiguous()
+            && self.cfg.d_vocab >= 2 * WIDEN_COLUMNS
+        {
+            self.unembed_widened(xn)?
+        } else {
+            self.unembed_matmul(xn)?
+        };
+        if let Some(b) = &self.w.b_u {
+            logits = logits.broadcast_add(&self.weight(b)?)?;
+        }
+        Ok(logits)
+    }
+
+    /// A [`Model::widened`] model's `x W_U`, widening [`WIDEN_COLUMNS`] columns of `W_U` at a
+    /// time instead of the whole matrix (GPT-2: 0.3 GB in float64). Bit for bit the product
+    /// with the whole widened matrix: each logit is the same length-`d_model` dot product,
+    /// accumulated in an order set by `d_model` alone (gemm's depth blocking depends on the
+    /// depth and the caches, not on the number of columns), and the blocks start at multiples
+    /// of 1024 columns, so every column keeps its place in the vector lanes and tiles; every
+    /// block has over 64 columns, so the small-matrix path is never taken for a block that
+    /// the whole matrix would not take.
+    fn unembed_widened(&self, xn: &Tensor) -> Result<Tensor> {
+        let v = self.cfg.d_vocab;
+        let blocks = v / WIDEN_COLUMNS;
+        let mut parts = Vec::with_capacity(blocks);
+        for i in 0..blocks {
+            let start = i * WIDEN_COLUMNS;
+            let len = if i + 1 == blocks {
+                v - start
+            } else {
+                WIDEN_COLUMNS
+            };
+            // A narrowed view widens into a contiguous `[d_model, len]` matrix.
+            let w = self.w.w_u.narrow(1, start, len)?.to_dtype(self.dtype)?;
+            parts.push(xn.broadcast_matmul(&w)?);
+        }
+        Ok(Tensor::cat(&parts, xn.rank() - 1)?)
+    }
+
+    /// `x W_U` with the whole unembedding in the compute dtype.
+    fn unembed_matmul(&self, xn: &Tensor) -> Result<Tensor> {
         let w_u = self.weight(&self.w.w_u)?;
-        let mut logits = if w_u.is_contiguous() {
+        Ok(if w_u.is_contiguous() {
             xn.broadcast_matmul(&w_u)?
         } else {
             // A tied unembedding is a transposed view of the embedding: multiply as a matrix.
@@ -562,11 +604,7 @@ impl Model {
             let out = xn.reshape((rows, d))?.matmul(&w_u)?;
             *dims.last_mut().expect("at least one dim") = self.cfg.d_vocab;
             out.reshape(dims)?
-        };
-        if let Some(b) = &self.w.b_u {
-            logits = logits.broadcast_add(&self.weight(b)?)?;
-        }
-        Ok(logits)
+        })
     }
 
     /// The final logits from `unembed.hook_out`: Gemma-2's `cap · tanh(logits / cap)`, else
@@ -578,6 +616,10 @@ impl Model {
         }
     }
 }
+
+/// Columns of the unembedding a [`Model::widened`] model widens at a time (a multiple of every
+/// vector width and tile size, and over 64).
+pub const WIDEN_COLUMNS: usize = 1024;
 
 /// Soft-capping `cap · tanh(x / cap)`.
 pub fn soft_cap(x: &Tensor, cap: f64) -> Result<Tensor> {
@@ -629,4 +671,48 @@ pub fn sliding_mask(p: usize, window: usize, dtype: DType, dev: &Device) -> Resu
         })
         .collect();
     Ok(Tensor::from_vec(v, (p, p), dev)?.to_dtype(dtype)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A widened model's unembedding, computed [`WIDEN_COLUMNS`] columns at a time, equals bit
+    /// for bit the float64 model's product with the whole matrix, for every input shape the
+    /// evaluator uses (answer rows `[n, 1, d]`, all positions `[n, p, d]`, flat `[n, d]`),
+    /// at GPT-2's width.
+    #[test]
+    fn widened_unembedding_in_blocks_is_the_whole_product() {
+        // d_model 768: deeper than gemm's smallest depth block (512), as in GPT-2.
+        let cfg = random::gpt2_config(1, 768, 12, 5 * WIDEN_COLUMNS + 77);
+        let w = random::random_weights(&cfg, 1, DType::F32).unwrap();
+        let m32 = Model::from_weights(cfg.clone(), w.clone(), DType::F32).unwrap();
+        let wide = m32.widened(DType::F64).unwrap();
+        let mut w64 = w;
+        w64.w_u = w64.w_u.to_dtype(DType::F64).unwrap();
+        w64.ln_f_w = w64.ln_f_w.to_dtype(DType::F64).unwrap();
+        w64.ln_f_b = w64.ln_f_b.to_dtype(DType::F64).unwrap();
+        let m64 = Model::from_weights(cfg, w64, DType::F64).unwrap();
+        assert!(m64.w.w_u.is_contiguous());
+        for shape in [
+            vec![3, 1, 768],
+            vec![2, 5, 768],
+            vec![20, 768],
+            vec![1, 768],
+        ] {
+            let n: usize = shape.iter().product();
+            let v: Vec<f64> = (0..n)
+                .map(|i| ((i * 7919) % 1000) as f64 / 300.0 - 1.6)
+                .collect();
+            let x = Tensor::from_vec(v, shape.as_slice(), &Device::Cpu).unwrap();
+            let bits = |t: Tensor| -> Vec<u64> {
+                let v = t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+                v.into_iter().map(f64::to_bits).collect()
+            };
+            let a = wide.unembed_normed(&x).unwrap();
+            let b = m64.unembed_normed(&x).unwrap();
+            assert_eq!(a.dims(), b.dims());
+            assert_eq!(bits(a), bits(b), "input {shape:?}");
+        }
+    }
 }
