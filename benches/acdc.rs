@@ -58,7 +58,7 @@ unsafe impl GlobalAlloc for Counting {
     }
 }
 
-/// The largest number of heap bytes live at once so far, in MB.
+/// The largest number of heap bytes live at once so far, in MiB.
 fn live_peak_mb() -> f64 {
     LIVE_PEAK.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0)
 }
@@ -67,7 +67,7 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The process's peak resident memory in MB (`VmHWM`), Linux only.
+/// The process's peak resident memory in MiB (`VmHWM`), Linux only.
 fn peak_rss_mb() -> Option<f64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -82,7 +82,7 @@ fn sweep(prep: &Prepared, max_tested: Option<usize>) -> (f64, usize, SweepState,
     let mut ev = prep.evaluator().unwrap();
     if std::env::var(CHILD_ENV).is_ok() {
         println!(
-            "  set-up: live {:.0} MB, live peak {:.0} MB, peak RSS {:.0} MB",
+            "  set-up: live {:.0} MiB, live peak {:.0} MiB, peak RSS {:.0} MiB",
             LIVE.load(Ordering::Relaxed) as f64 / 1048576.0,
             live_peak_mb(),
             peak_rss_mb().unwrap_or(f64::NAN)
@@ -321,8 +321,8 @@ fn gpt2_child(dtype: Precision) {
     let (secs, tested, _, rechecks) = sweep(&prep, Some(gpt2_edges()));
     println!(
         "  ours {dtype:?}: {secs:.2} s for the first {tested} tested edges ({:.1} ms/edge, \
-         {rechecks} float64 evaluations); peak RSS {:.0} MB (after loading {after_load:.0} \
-         MB); peak of live heap {:.0} MB (after loading {live_load:.0} MB)",
+         {rechecks} float64 evaluations); peak RSS {:.0} MiB (after loading {after_load:.0} \
+         MiB); peak of live heap {:.0} MiB (after loading {live_load:.0} MiB)",
         secs / tested as f64 * 1e3,
         mb(),
         live_peak_mb()
