@@ -1,9 +1,9 @@
-//! Cost of gradient attribution in forward-pass equivalents: the wall time of EAP, EAP-IG
+//! Cost of gradient attribution in forward-pass equivalents: the time of EAP, EAP-IG
 //! (m = 5) and EAP-IG activations against one plain forward pass (logits at END) on the same
 //! rows, on the shipped toy-ioi model (100 IOI prompts) and on a GPT-2-small-shaped model with
 //! random weights (20 IOI prompts). Goals: EAP ≤ 3, EAP-IG ≤ m + 2 forward-pass equivalents
-//! counted as passes (each gradient step is one forward and one backward pass; the backward
-//! computes no weight gradients, so it costs about one forward).
+//! counted as passes (each gradient step is one forward and one backward pass; the
+//! hand-written backward computes no weight gradients).
 //!
 //! Both are timed the same way, on the same model, rows, dtype and threads: the medians of the
 //! CPU time of every thread of the process (from `/proc/self/task/*/schedstat`, so that other
