@@ -23,6 +23,7 @@ pub mod report;
 pub mod ron_file;
 pub mod scrub;
 pub mod sweep;
+pub mod threads;
 pub mod tokenizer;
 pub mod toy;
 pub mod train;

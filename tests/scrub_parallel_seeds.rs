@@ -64,3 +64,39 @@ fn parallel_seeds_are_bit_identical_to_a_serial_run() {
         serde_json::to_value(&par.seeds[0]).unwrap()
     );
 }
+
+/// The `scrub` binary runs its seeds one thread each, as many at once as `RAYON_NUM_THREADS`:
+/// its JSON is the same with one thread and with two.
+#[test]
+fn the_binary_gives_one_result_for_any_number_of_threads() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut outs = vec![];
+    for threads in ["1", "2"] {
+        let json = dir.path().join(format!("t{threads}.json"));
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_scrub"))
+            .current_dir(&root)
+            .env("RAYON_NUM_THREADS", threads)
+            .args([
+                "--hypothesis",
+                "hypotheses/toy/induction-naive.ron",
+                "--seeds",
+                "3",
+            ])
+            .arg("--json")
+            .arg(&json)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        v.as_object_mut().unwrap().remove("wall_time_s");
+        assert_eq!(v["seeds"].as_array().map(Vec::len), Some(3));
+        outs.push(v);
+    }
+    assert_eq!(outs[0], outs[1]);
+}

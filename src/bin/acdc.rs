@@ -393,7 +393,7 @@ fn main() {
         None => args.threads,
     };
     if let Some(n) = threads {
-        circuitscope::sweep::local::set_threads_per_run(n);
+        circuitscope::threads::set_threads_per_run(n);
     }
     if let Some(m) = &args.max_memory {
         // Before any work: the library's size checks read it.

@@ -53,17 +53,24 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
+    // Several seeds run at once, one thread each (settled before any thread pool starts):
+    // as many at a time as RAYON_NUM_THREADS (default: every core). The results are those of
+    // a serial run.
+    let jobs = (args.seeds > 1 || args.samples.is_some()).then(circuitscope::threads::requested);
+    if jobs.is_some() {
+        circuitscope::threads::set_threads_per_run(1);
+    }
     if let Some(m) = &args.max_memory {
         // Before any work: the library's size checks read it.
         std::env::set_var(circuitscope::memory::LIMIT_ENV, m);
     }
-    if let Err(e) = run(&args) {
+    if let Err(e) = run(&args, jobs) {
         eprintln!("error: {e:#}");
         std::process::exit(2);
     }
 }
 
-fn run(a: &Args) -> Result<()> {
+fn run(a: &Args, jobs: Option<usize>) -> Result<()> {
     if a.seeds == 0 {
         anyhow::bail!("--seeds 0: give at least 1 (the number of sampling seeds to run)");
     }
@@ -108,14 +115,15 @@ fn run(a: &Args) -> Result<()> {
         None => None,
     };
     let model = scrub::experiment::load_model(&prepared, dtype)?;
-    let (res, samples) = scrub::run(
-        &prepared,
-        &model,
-        &RunSettings {
-            seeds: a.seeds,
-            replay,
-        },
-    )?;
+    let settings = RunSettings {
+        seeds: a.seeds,
+        replay,
+    };
+    let (res, samples) = match jobs {
+        Some(j) => circuitscope::threads::pool(j, "seed")?
+            .install(|| scrub::run(&prepared, &model, &settings))?,
+        None => scrub::run(&prepared, &model, &settings)?,
+    };
     print_summary(&res);
     if let Some(p) = &a.json {
         let text = serde_json::to_string_pretty(&res)?;

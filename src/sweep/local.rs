@@ -67,23 +67,6 @@ pub struct LocalSettings {
     pub record_memory: bool,
 }
 
-/// Settle the per-run threads before any tensor work: candle's matrix products and the other
-/// parallel kernels read `RAYON_NUM_THREADS` / `CANDLE_NUM_THREADS`, so runs that share the
-/// machine each use `threads` of its cores instead of all of them. Results do not depend on it.
-///
-/// Call it at the start of `main`, before other threads exist.
-pub fn set_threads_per_run(threads: usize) {
-    let t = threads.max(1).to_string();
-    // Only at start-up, before any other thread exists (see above).
-    std::env::set_var("RAYON_NUM_THREADS", &t);
-    std::env::set_var("CANDLE_NUM_THREADS", &t);
-}
-
-/// The number of cores this process may use.
-pub fn available_cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 /// Run one point into its folder: resume it if it has a checkpoint, start it otherwise.
 pub fn run_point(
     folder: &SweepFolder,
@@ -212,11 +195,7 @@ pub fn run_local(
     };
     longest_first(&mut todo, folder.points());
     let results = std::sync::Mutex::new(Vec::with_capacity(todo.len()));
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(settings.jobs.min(todo.len()).max(1))
-        .thread_name(|i| format!("sweep-{i}"))
-        .build()
-        .map_err(|e| Error::input(format!("cannot start {} threads: {e}", settings.jobs)))?;
+    let pool = crate::threads::pool(settings.jobs.min(todo.len()), "sweep")?;
     let next = AtomicUsize::new(0);
     pool.scope(|s| {
         for _ in 0..settings.jobs.min(todo.len()) {

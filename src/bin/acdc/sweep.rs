@@ -306,7 +306,7 @@ fn run_sweep(a: &SweepArgs) -> Result<()> {
         bail!(
             "--jobs 0: at least one point must run at a time; give --jobs 1 or more (the \
              default is the number of cores, {} here)",
-            local::available_cores()
+            circuitscope::threads::available_cores()
         );
     }
     if a.submit && !a.slurm {
@@ -391,7 +391,7 @@ pub fn run_here(
     if check {
         local::check_points(&todo)?;
     }
-    let jobs = jobs.unwrap_or_else(|| (local::available_cores() / threads).max(1));
+    let jobs = jobs.unwrap_or_else(|| (circuitscope::threads::available_cores() / threads).max(1));
     eprintln!(
         "sweep {}: {} points, {} to run, {jobs} at a time ({threads} thread each)",
         folder.dir.display(),
