@@ -34,7 +34,6 @@ impl GradMetric {
     /// Build the weights of `metric` for the rows of `ds` over `vocab` logits.
     ///
     /// `norm` is needed by `NormLogitDiff` (the clean and corrupted mean logit differences).
-    #[allow(clippy::too_many_lines)] // not split yet: its stages share many locals (left open in issue #10)
     pub fn new(
         metric: Metric,
         ds: &Dataset,
@@ -47,90 +46,15 @@ impl GradMetric {
         if n == 0 {
             return Err(Error::input("no rows to attribute"));
         }
-        if metric == Metric::Accuracy {
-            return Err(Error::input(
-                "metric accuracy has no gradient (it is piecewise constant in the logits); \
-                 attribute with logit-diff, norm-logit-diff, prob, prob-diff, nll or kl, and \
-                 evaluate the circuit's accuracy with `circuitscope faithfulness --metric \
-                 accuracy`",
-            ));
-        }
-        for (i, e) in ds.examples.iter().enumerate() {
-            if let Some(bad) = e
-                .answer
-                .iter()
-                .chain(&e.wrong)
-                .find(|&&t| t as usize >= vocab)
-            {
-                return Err(Error::input(format!(
-                    "metric {metric}: row {i} of the {} dataset names token {bad}, outside the \
-                     model's {vocab} logits; the dataset was built with another tokenizer",
-                    ds.task
-                )));
-            }
-            if e.answer.is_empty() && metric != Metric::Kl {
-                return Err(Error::input(format!(
-                    "metric {metric}: row {i} of the {} dataset has no answer token",
-                    ds.task
-                )));
-            }
-            if matches!(
-                metric,
-                Metric::LogitDiff | Metric::NormLogitDiff | Metric::ProbDiff
-            ) && e.wrong.is_empty()
-            {
-                return Err(Error::input(format!(
-                    "metric {metric}: row {i} of the {} dataset has no wrong token; use nll, \
-                     prob or kl, or give wrong answers",
-                    ds.task
-                )));
-            }
-        }
-        if metric == Metric::NormLogitDiff {
-            match norm {
-                Some((c, k)) if (c - k) != 0.0 && (c - k).is_finite() => {}
-                _ => {
-                    return Err(Error::input(format!(
-                        "metric norm-logit-diff: the clean and corrupted logit differences \
-                         ({norm:?}) are equal or missing; the corruption does not change the \
-                         task, pick another one"
-                    )))
-                }
-            }
-        }
+        check(metric, ds, vocab, norm)?;
         let weights = if metric == Metric::Kl {
             None
         } else {
-            let mut w = vec![0f64; n * vocab];
-            for (i, e) in ds.examples.iter().enumerate() {
-                let row = &mut w[i * vocab..(i + 1) * vocab];
-                match metric {
-                    Metric::LogitDiff | Metric::NormLogitDiff => {
-                        for &a in &e.answer {
-                            row[a as usize] += 1.0 / e.answer.len() as f64;
-                        }
-                        for &b in &e.wrong {
-                            row[b as usize] -= 1.0 / e.wrong.len() as f64;
-                        }
-                    }
-                    Metric::Nll => row[e.answer[0] as usize] -= 1.0,
-                    Metric::Prob => {
-                        for &a in &e.answer {
-                            row[a as usize] += 1.0;
-                        }
-                    }
-                    Metric::ProbDiff => {
-                        for &a in &e.answer {
-                            row[a as usize] += 1.0;
-                        }
-                        for &b in &e.wrong {
-                            row[b as usize] -= 1.0;
-                        }
-                    }
-                    Metric::Kl | Metric::Accuracy => {}
-                }
-            }
-            Some(Tensor::from_vec(w, (n, vocab), dev)?.to_dtype(dtype)?)
+            Some(
+                row_weights(metric, ds, vocab)?
+                    .to_dtype(dtype)?
+                    .to_device(dev)?,
+            )
         };
         Ok(GradMetric {
             metric,
@@ -183,4 +107,96 @@ impl GradMetric {
             Metric::Accuracy => return Err(Error::input("metric accuracy has no gradient")),
         })
     }
+}
+
+/// Refuse what has no gradient or cannot be weighted: accuracy, tokens outside the
+/// vocabulary, rows without the answers the metric reads, a degenerate normalisation.
+fn check(metric: Metric, ds: &Dataset, vocab: usize, norm: Option<(f64, f64)>) -> Result<()> {
+    if metric == Metric::Accuracy {
+        return Err(Error::input(
+            "metric accuracy has no gradient (it is piecewise constant in the logits); \
+                 attribute with logit-diff, norm-logit-diff, prob, prob-diff, nll or kl, and \
+                 evaluate the circuit's accuracy with `circuitscope faithfulness --metric \
+                 accuracy`",
+        ));
+    }
+    for (i, e) in ds.examples.iter().enumerate() {
+        if let Some(bad) = e
+            .answer
+            .iter()
+            .chain(&e.wrong)
+            .find(|&&t| t as usize >= vocab)
+        {
+            return Err(Error::input(format!(
+                "metric {metric}: row {i} of the {} dataset names token {bad}, outside the \
+                     model's {vocab} logits; the dataset was built with another tokenizer",
+                ds.task
+            )));
+        }
+        if e.answer.is_empty() && metric != Metric::Kl {
+            return Err(Error::input(format!(
+                "metric {metric}: row {i} of the {} dataset has no answer token",
+                ds.task
+            )));
+        }
+        if matches!(
+            metric,
+            Metric::LogitDiff | Metric::NormLogitDiff | Metric::ProbDiff
+        ) && e.wrong.is_empty()
+        {
+            return Err(Error::input(format!(
+                "metric {metric}: row {i} of the {} dataset has no wrong token; use nll, \
+                     prob or kl, or give wrong answers",
+                ds.task
+            )));
+        }
+    }
+    if metric == Metric::NormLogitDiff {
+        match norm {
+            Some((c, k)) if (c - k) != 0.0 && (c - k).is_finite() => {}
+            _ => {
+                return Err(Error::input(format!(
+                    "metric norm-logit-diff: the clean and corrupted logit differences \
+                         ({norm:?}) are equal or missing; the corruption does not change the \
+                         task, pick another one"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `[n, vocab]` f64 weights of the answers (and wrong answers) the metric sums, per row.
+fn row_weights(metric: Metric, ds: &Dataset, vocab: usize) -> Result<Tensor> {
+    let n = ds.len();
+    let mut w = vec![0f64; n * vocab];
+    for (i, e) in ds.examples.iter().enumerate() {
+        let row = &mut w[i * vocab..(i + 1) * vocab];
+        match metric {
+            Metric::LogitDiff | Metric::NormLogitDiff => {
+                for &a in &e.answer {
+                    row[a as usize] += 1.0 / e.answer.len() as f64;
+                }
+                for &b in &e.wrong {
+                    row[b as usize] -= 1.0 / e.wrong.len() as f64;
+                }
+            }
+            Metric::Nll => row[e.answer[0] as usize] -= 1.0,
+            Metric::Prob => {
+                for &a in &e.answer {
+                    row[a as usize] += 1.0;
+                }
+            }
+            Metric::ProbDiff => {
+                for &a in &e.answer {
+                    row[a as usize] += 1.0;
+                }
+                for &b in &e.wrong {
+                    row[b as usize] -= 1.0;
+                }
+            }
+            Metric::Kl | Metric::Accuracy => {}
+        }
+    }
+    Ok(Tensor::from_vec(w, (n, vocab), &Device::Cpu)?)
 }
