@@ -265,7 +265,6 @@ fn mean_grads(runs: &[BTreeMap<Receiver, Tensor>]) -> Result<BTreeMap<Receiver, 
 /// Score every edge of the graph (and, for AtP, every node).
 ///
 /// `progress(done, total)` is called after each forward/backward pass.
-#[allow(clippy::too_many_lines)] // not split yet: its stages share many locals (left open in issue #10)
 pub fn attribute(
     inp: &Inputs,
     opts: &Options,
@@ -294,190 +293,27 @@ pub fn attribute(
         Method::EapIg => alphas.len() + usize::from(!alphas.contains(&1.0)),
         Method::EapIgAct => 1 + groups.len() * alphas.iter().filter(|a| **a != 1.0).count(),
     };
-    let mut done = 0usize;
-    let mut forwards = 0usize;
-    let mut step = |forwards: &mut usize, done: &mut usize| {
-        *forwards += 1;
-        *done += 1;
-        progress(*done, total);
-    };
-
     // The clean run (with gradients: it is EAP's, and the point α = 1 of integrated gradients).
-    let clean: ReceiverGrads = if opts.method == Method::EapIg && !alphas.contains(&1.0) {
-        // The clean point is not on the path: a plain forward gives the clean logits.
-        let run = crate::eval::run(
-            model,
-            &inp.tokens,
-            &crate::eval::Patches::new(),
-            crate::eval::RunOptions {
-                logits: crate::eval::LogitsAt::Rows(inp.ends.clone()),
-                ..Default::default()
-            },
-        )?;
-        let logits = run
-            .logits
-            .clone()
-            .ok_or_else(|| Error::input("internal: no logits"))?;
-        let metric = inp
-            .objective
-            .value(&logits, &logits)?
-            .to_dtype(DType::F64)?
-            .to_scalar::<f64>()?;
-        step(&mut forwards, &mut done);
-        ReceiverGrads {
-            metric,
-            logits,
-            grads: BTreeMap::new(),
-            run,
-        }
-    } else {
-        let g = receiver_grads(model, &inp.tokens, &inp.ends, &inp.objective, None, None)?;
-        step(&mut forwards, &mut done);
-        g
+    let clean = clean_point(inp, opts.method == Method::EapIg && !alphas.contains(&1.0))?;
+    let mut passes = Passes {
+        done: 1,
+        total,
+        forwards: 1,
+        backwards: usize::from(!clean.grads.is_empty()),
+        progress,
     };
-    let mut backwards = usize::from(!clean.grads.is_empty());
-    let clean_logits = clean.logits.clone();
-
-    // What a removed edge changes: per sender, per layer's input.
-    let mut diffs = BTreeMap::new();
-    for u in &senders {
-        let a = inp
-            .ablated
-            .out
-            .get(u)
-            .ok_or_else(|| Error::input(format!("internal: no ablated output for {u}")))?;
-        diffs.insert(*u, (a - clean.run.sender_out(model, *u)?.detach())?);
-    }
-    let in_diff: Vec<Tensor> = (0..cfg.n_layers)
-        .map(|l| Ok((&inp.ablated.resid[l] - clean.run.resid[l].detach())?))
-        .collect::<Result<_>>()?;
-
-    let interpolated = |name: HookName,
-                        base: &Tensor,
-                        alpha: f64,
-                        backwards: &mut usize|
-     -> Result<BTreeMap<Receiver, Tensor>> {
-        let point = Interpolation {
-            name,
-            base: base.clone(),
-            alpha,
-        };
-        let g = receiver_grads(
-            model,
-            &inp.tokens,
-            &inp.ends,
-            &inp.objective,
-            Some(&clean_logits),
-            Some(&point),
-        )?;
-        *backwards += 1;
-        Ok(g.grads)
-    };
-
-    // Per sender group, the gradients its edges use.
-    let mut group_grads: BTreeMap<Group, BTreeMap<Receiver, Tensor>> = BTreeMap::new();
-    let qkv_grads: BTreeMap<Receiver, Tensor> = match opts.method {
-        Method::Eap | Method::Atp => {
-            for g in &groups {
-                group_grads.insert(*g, clean.grads.clone());
-            }
-            clean.grads.clone()
-        }
-        Method::EapIg => {
-            let embed = inp.ablated.out[&Node::Embed].clone();
-            let mut runs = vec![];
-            for &a in &alphas {
-                if a == 1.0 {
-                    runs.push(clean.grads.clone());
-                    continue;
-                }
-                let name = HookName::Block(0, Site::ResidPre);
-                runs.push(interpolated(name, &embed, a, &mut backwards)?);
-                step(&mut forwards, &mut done);
-            }
-            let g = mean_grads(&runs)?;
-            for gr in &groups {
-                group_grads.insert(*gr, g.clone());
-            }
-            g
-        }
-        Method::EapIgAct => {
-            let mut all = vec![];
-            for gr in &groups {
-                let (name, base) = match *gr {
-                    Group::Embed => (
-                        HookName::Block(0, Site::ResidPre),
-                        inp.ablated.out[&Node::Embed].clone(),
-                    ),
-                    Group::Attn(l) => {
-                        // hook_result is [b, p, heads, d]; heads ascending.
-                        let mut heads: Vec<Tensor> = Vec::with_capacity(cfg.n_heads);
-                        for h in 0..cfg.n_heads {
-                            heads.push(inp.ablated.out[&Node::Head(l, h)].clone());
-                        }
-                        (HookName::Block(l, Site::Result), Tensor::stack(&heads, 2)?)
-                    }
-                    Group::Mlp(l) => (
-                        HookName::Block(l, Site::MlpOut),
-                        inp.ablated.out[&Node::Mlp(l)].clone(),
-                    ),
-                };
-                let mut runs = vec![];
-                for &a in &alphas {
-                    if a == 1.0 {
-                        runs.push(clean.grads.clone());
-                        continue;
-                    }
-                    runs.push(interpolated(name, &base, a, &mut backwards)?);
-                    step(&mut forwards, &mut done);
-                }
-                let g = mean_grads(&runs)?;
-                all.push(g.clone());
-                group_grads.insert(*gr, g);
-            }
-            mean_grads(&all)?
-        }
-    };
-
-    let mut fill = Filler {
-        graph: &graph,
-        p,
-        per_pos: vec![0.0; graph.len() * p],
-    };
-    let matrix_of = |grads: &BTreeMap<Receiver, Tensor>| -> Result<Tensor> {
-        grad_matrix(
-            &receivers
-                .iter()
-                .map(|r| grads[r].clone())
-                .collect::<Vec<_>>(),
-        )
-    };
-    // Every group but EAP-IG (activations)'s reads the same gradients: lay them out once.
-    let shared = match opts.method {
-        Method::EapIgAct => None,
-        _ => Some(matrix_of(&qkv_grads)?),
-    };
-    for gr in &groups {
-        let members: Vec<Node> = senders
-            .iter()
-            .copied()
-            .filter(|u| group_of(*u) == *gr)
-            .collect();
-        let d: Vec<Tensor> = members.iter().map(|u| diffs[u].clone()).collect();
-        let m = match &shared {
-            Some(g) => score_matrix(&d, g)?,
-            None => score_matrix(&d, &matrix_of(&group_grads[gr])?)?,
-        };
-        fill.add_edges(&m, &members, &receivers, cfg)?;
-    }
-    for (i, e) in graph.edges().iter().enumerate() {
-        if let Edge::Qkv { layer, head, qkv } = *e {
-            let r = Receiver::Head(layer, head, qkv);
-            let v = dot_per_position(&in_diff[layer], &qkv_grads[&r])?;
-            fill.set(i, &v);
-        }
-    }
-    let per_pos = fill.per_pos;
+    (passes.progress)(1, total);
+    let (qkv_grads, group_grads) =
+        method_grads(inp, opts.method, &alphas, &groups, &clean, &mut passes)?;
+    let (diffs, in_diff) = differences(inp, &senders, &clean)?;
+    let per_pos = per_position_scores(
+        inp,
+        (&graph, &senders, &receivers, &groups, p),
+        &diffs,
+        &in_diff,
+        &qkv_grads,
+        (opts.method == Method::EapIgAct).then_some(&group_grads),
+    )?;
     let edges: Vec<f64> = (0..graph.len())
         .map(|e| per_pos[e * p..(e + 1) * p].iter().sum())
         .collect();
@@ -502,7 +338,253 @@ pub fn attribute(
         positions: p,
         nodes,
         clean_metric: clean.metric,
-        forwards,
-        backwards,
+        forwards: passes.forwards,
+        backwards: passes.backwards,
     })
+}
+
+/// The passes run so far, reported to `progress(done, total)` after each.
+struct Passes<'p> {
+    done: usize,
+    total: usize,
+    forwards: usize,
+    backwards: usize,
+    progress: &'p mut dyn FnMut(usize, usize),
+}
+
+impl Passes<'_> {
+    /// One more forward and backward pass.
+    fn gradient_pass(&mut self) {
+        self.backwards += 1;
+        self.forwards += 1;
+        self.done += 1;
+        (self.progress)(self.done, self.total);
+    }
+}
+
+/// The clean run: with gradients (EAP's, and the point α = 1 of integrated gradients), or a
+/// plain forward pass for the clean logits when `plain` (the clean point is not on the path).
+fn clean_point(inp: &Inputs, plain: bool) -> Result<ReceiverGrads> {
+    let model = inp.model;
+    if !plain {
+        return receiver_grads(model, &inp.tokens, &inp.ends, &inp.objective, None, None);
+    }
+    let run = crate::eval::run(
+        model,
+        &inp.tokens,
+        &crate::eval::Patches::new(),
+        crate::eval::RunOptions {
+            logits: crate::eval::LogitsAt::Rows(inp.ends.clone()),
+            ..Default::default()
+        },
+    )?;
+    let logits = run
+        .logits
+        .clone()
+        .ok_or_else(|| Error::input("internal: no logits"))?;
+    let metric = inp
+        .objective
+        .value(&logits, &logits)?
+        .to_dtype(DType::F64)?
+        .to_scalar::<f64>()?;
+    Ok(ReceiverGrads {
+        metric,
+        logits,
+        grads: BTreeMap::new(),
+        run,
+    })
+}
+
+/// The receivers' gradients at one point of an integrated-gradients line: activation `name`
+/// moved to `alpha` of the way from `base` (the ablated value) to the clean one.
+fn interpolated(
+    inp: &Inputs,
+    clean_logits: &Tensor,
+    name: HookName,
+    base: &Tensor,
+    alpha: f64,
+) -> Result<BTreeMap<Receiver, Tensor>> {
+    let point = Interpolation {
+        name,
+        base: base.clone(),
+        alpha,
+    };
+    let g = receiver_grads(
+        inp.model,
+        &inp.tokens,
+        &inp.ends,
+        &inp.objective,
+        Some(clean_logits),
+        Some(&point),
+    )?;
+    Ok(g.grads)
+}
+
+/// The gradients the method scores with: the q/k/v edges' (and every group's but EAP-IG
+/// activations'), and per sender group the gradients its edges use.
+type MethodGrads = (
+    BTreeMap<Receiver, Tensor>,
+    BTreeMap<Group, BTreeMap<Receiver, Tensor>>,
+);
+
+fn method_grads(
+    inp: &Inputs,
+    method: Method,
+    alphas: &[f64],
+    groups: &[Group],
+    clean: &ReceiverGrads,
+    passes: &mut Passes,
+) -> Result<MethodGrads> {
+    let mut group_grads = BTreeMap::new();
+    // The mean gradient along the line from `base` at `name`, α = 1 being the clean point.
+    let line = |name: HookName, base: &Tensor, passes: &mut Passes| -> Result<_> {
+        let mut runs = vec![];
+        for &a in alphas {
+            if a == 1.0 {
+                runs.push(clean.grads.clone());
+                continue;
+            }
+            runs.push(interpolated(inp, &clean.logits, name, base, a)?);
+            passes.gradient_pass();
+        }
+        mean_grads(&runs)
+    };
+    let qkv_grads = match method {
+        Method::Eap | Method::Atp => {
+            for g in groups {
+                group_grads.insert(*g, clean.grads.clone());
+            }
+            clean.grads.clone()
+        }
+        Method::EapIg => {
+            let embed = inp.ablated.out[&Node::Embed].clone();
+            let g = line(HookName::Block(0, Site::ResidPre), &embed, passes)?;
+            for gr in groups {
+                group_grads.insert(*gr, g.clone());
+            }
+            g
+        }
+        Method::EapIgAct => {
+            let mut all = vec![];
+            for gr in groups {
+                let (name, base) = group_line(inp, *gr)?;
+                let g = line(name, &base, passes)?;
+                all.push(g.clone());
+                group_grads.insert(*gr, g);
+            }
+            mean_grads(&all)?
+        }
+    };
+    Ok((qkv_grads, group_grads))
+}
+
+/// Where EAP-IG (activations) moves a sender group's outputs: the activation and its ablated
+/// value.
+fn group_line(inp: &Inputs, gr: Group) -> Result<(HookName, Tensor)> {
+    Ok(match gr {
+        Group::Embed => (
+            HookName::Block(0, Site::ResidPre),
+            inp.ablated.out[&Node::Embed].clone(),
+        ),
+        Group::Attn(l) => {
+            // hook_result is [b, p, heads, d]; heads ascending.
+            let mut heads: Vec<Tensor> = Vec::with_capacity(inp.model.cfg.n_heads);
+            for h in 0..inp.model.cfg.n_heads {
+                heads.push(inp.ablated.out[&Node::Head(l, h)].clone());
+            }
+            (HookName::Block(l, Site::Result), Tensor::stack(&heads, 2)?)
+        }
+        Group::Mlp(l) => (
+            HookName::Block(l, Site::MlpOut),
+            inp.ablated.out[&Node::Mlp(l)].clone(),
+        ),
+    })
+}
+
+/// What a removed edge changes: per sender, its ablated minus clean output; per layer, the
+/// ablated minus clean input (for q/k/v edges).
+type Differences = (BTreeMap<Node, Tensor>, Vec<Tensor>);
+
+fn differences(inp: &Inputs, senders: &[Node], clean: &ReceiverGrads) -> Result<Differences> {
+    let model = inp.model;
+    let mut diffs = BTreeMap::new();
+    for u in senders {
+        let a = inp
+            .ablated
+            .out
+            .get(u)
+            .ok_or_else(|| Error::input(format!("internal: no ablated output for {u}")))?;
+        diffs.insert(*u, (a - clean.run.sender_out(model, *u)?.detach())?);
+    }
+    let in_diff: Vec<Tensor> = (0..model.cfg.n_layers)
+        .map(|l| Ok((&inp.ablated.resid[l] - clean.run.resid[l].detach())?))
+        .collect::<Result<_>>()?;
+    Ok((diffs, in_diff))
+}
+
+/// The graph's parts: edges, senders, receivers, sender groups, positions.
+type Parts<'a> = (
+    &'a EdgeGraph,
+    &'a [Node],
+    &'a [Receiver],
+    &'a [Group],
+    usize,
+);
+
+/// `[edges × positions]` scores: each group's addition edges from its gradients
+/// (`group_grads`, or `qkv_grads` shared by every group when `None`), each q/k/v edge from the
+/// layer's input difference.
+fn per_position_scores(
+    inp: &Inputs,
+    (graph, senders, receivers, groups, p): Parts,
+    diffs: &BTreeMap<Node, Tensor>,
+    in_diff: &[Tensor],
+    qkv_grads: &BTreeMap<Receiver, Tensor>,
+    group_grads: Option<&BTreeMap<Group, BTreeMap<Receiver, Tensor>>>,
+) -> Result<Vec<f64>> {
+    let cfg = &inp.model.cfg;
+    let mut fill = Filler {
+        graph,
+        p,
+        per_pos: vec![0.0; graph.len() * p],
+    };
+    let matrix_of = |grads: &BTreeMap<Receiver, Tensor>| -> Result<Tensor> {
+        grad_matrix(
+            &receivers
+                .iter()
+                .map(|r| grads[r].clone())
+                .collect::<Vec<_>>(),
+        )
+    };
+    // Every group but EAP-IG (activations)'s reads the same gradients: lay them out once.
+    let shared = match group_grads {
+        Some(_) => None,
+        None => Some(matrix_of(qkv_grads)?),
+    };
+    for gr in groups {
+        let members: Vec<Node> = senders
+            .iter()
+            .copied()
+            .filter(|u| group_of(*u) == *gr)
+            .collect();
+        let d: Vec<Tensor> = members.iter().map(|u| diffs[u].clone()).collect();
+        let own;
+        let g = match (&shared, group_grads) {
+            (Some(g), _) => g,
+            (None, gg) => {
+                own = matrix_of(gg.map_or(qkv_grads, |gg| &gg[gr]))?;
+                &own
+            }
+        };
+        let m = score_matrix(&d, g)?;
+        fill.add_edges(&m, &members, receivers, cfg)?;
+    }
+    for (i, e) in graph.edges().iter().enumerate() {
+        if let Edge::Qkv { layer, head, qkv } = *e {
+            let r = Receiver::Head(layer, head, qkv);
+            let v = dot_per_position(&in_diff[layer], &qkv_grads[&r])?;
+            fill.set(i, &v);
+        }
+    }
+    Ok(fill.per_pos)
 }

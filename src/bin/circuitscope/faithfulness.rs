@@ -8,7 +8,7 @@ use circuitscope::attribution::faithfulness::{
     ks_for_fractions, Curve, CurvePoint, Faithfulness, MIB_FRACTIONS,
 };
 use circuitscope::attribution::hypothesis::kept_edges;
-use circuitscope::attribution::output::{read_json, read_scores, recorded_setup};
+use circuitscope::attribution::output::{read_json, read_scores, recorded_setup, ScoreFile};
 use circuitscope::attribution::{plot, Config};
 use circuitscope::data::TaskSpec;
 use circuitscope::error::write_atomic;
@@ -96,7 +96,6 @@ pub struct FaithfulnessArgs {
 }
 
 /// Run `circuitscope faithfulness`.
-#[allow(clippy::too_many_lines)] // not split yet: its stages share many locals (left open in issue #10)
 pub fn run(a: &FaithfulnessArgs) -> Result<()> {
     if a.scores.is_empty() && a.circuit.is_empty() && a.hypothesis.is_empty() {
         bail!("nothing to evaluate: give --scores FILE, --circuit FILE or --hypothesis FILE.ron");
@@ -112,7 +111,34 @@ pub fn run(a: &FaithfulnessArgs) -> Result<()> {
     if a.out.exists() && !a.out.is_dir() {
         bail!("--out {}: exists and is not a folder", a.out.display());
     }
-    // The setup: --config, else the first file's recorded one.
+    let setup = setup_of(a)?;
+    let prep = prepared(a, &setup)?;
+    let hash = prep.identity.model_hash.clone();
+    let graph = circuitscope::graph::EdgeGraph::new(
+        &prep.model.cfg,
+        circuitscope::graph::GraphOptions {
+            split_qkv: setup.split_qkv,
+        },
+    );
+    // Read and check every input before evaluating anything.
+    let mut score_files = vec![];
+    for p in &a.scores {
+        let f = read_scores(p, &graph, &hash)?;
+        score_files.push((p.clone(), f));
+    }
+    let circuits = read_circuits(a, &setup, &prep, &graph, &hash)?;
+    let total = graph.len();
+    let ks = ks_of(a, total)?;
+    let (f, curves, points) = evaluate(&prep, &score_files, &circuits, &ks)?;
+    write_results(a, &setup, &prep, &f, &curves, &points, total)?;
+    for n in files {
+        eprintln!("wrote {}", a.out.join(n).display());
+    }
+    Ok(())
+}
+
+/// The setup: --config, else the first file's recorded one; then the flags' overrides.
+fn setup_of(a: &FaithfulnessArgs) -> Result<circuitscope::acdc::Config> {
     let mut setup = match &a.config {
         Some(p) => Config::load(p)?.acdc(),
         None if a.scores.is_empty() && a.circuit.is_empty() => {
@@ -148,12 +174,17 @@ pub fn run(a: &FaithfulnessArgs) -> Result<()> {
     if let Some(d) = &a.dtype {
         setup.dtype = d.parse::<Precision>()?;
     }
+    Ok(setup)
+}
+
+/// The model and rows: from --tokens, or from the setup's task.
+fn prepared(a: &FaithfulnessArgs, setup: &circuitscope::acdc::Config) -> Result<Prepared> {
     let from_tokens = matches!(&setup.task, TaskSpec::Jsonl(o) if o.path.starts_with(TOKENS_TASK));
-    let prep = match &a.tokens {
+    Ok(match &a.tokens {
         Some(t) => {
             let ds = token_dataset(t, a.corrupted_tokens.as_deref(), a.answers.as_deref())?;
             let dir = resolve_model(&setup.model)?;
-            Prepared::from_parts(&setup, Model::load(&dir, setup.dtype.dtype())?, ds)?
+            Prepared::from_parts(setup, Model::load(&dir, setup.dtype.dtype())?, ds)?
         }
         None if from_tokens => bail!(
             "the setup was computed on --tokens rows ({}); give the same --tokens, \
@@ -163,21 +194,19 @@ pub fn run(a: &FaithfulnessArgs) -> Result<()> {
                 _ => String::new(),
             }
         ),
-        None => Prepared::new(&setup)?,
-    };
-    let hash = prep.identity.model_hash.clone();
-    let graph = circuitscope::graph::EdgeGraph::new(
-        &prep.model.cfg,
-        circuitscope::graph::GraphOptions {
-            split_qkv: setup.split_qkv,
-        },
-    );
-    // Read and check every input before evaluating anything.
-    let mut score_files = vec![];
-    for p in &a.scores {
-        let f = read_scores(p, &graph, &hash)?;
-        score_files.push((p.clone(), f));
-    }
+        None => Prepared::new(setup)?,
+    })
+}
+
+/// The circuits of --circuit files (checked against this model and graph) and of
+/// --hypothesis files (the edges of the paths they keep), each with its label.
+fn read_circuits(
+    a: &FaithfulnessArgs,
+    setup: &circuitscope::acdc::Config,
+    prep: &Prepared,
+    graph: &circuitscope::graph::EdgeGraph,
+    hash: &str,
+) -> Result<Vec<(String, Vec<bool>)>> {
     let mut circuits = vec![];
     for p in &a.circuit {
         let v = read_json(p)?;
@@ -199,7 +228,7 @@ pub fn run(a: &FaithfulnessArgs) -> Result<()> {
                 p.display()
             );
         }
-        let ids = read_truth(p, "edges", &graph, &prep.model.cfg)?;
+        let ids = read_truth(p, "edges", graph, &prep.model.cfg)?;
         let mut present = vec![false; graph.len()];
         for i in ids {
             present[i] = true;
@@ -219,11 +248,15 @@ pub fn run(a: &FaithfulnessArgs) -> Result<()> {
     for p in &a.hypothesis {
         let h = prepare(p, Some(&setup.model))?;
         let (n, pos) = (h.dataset.len(), h.dataset.max_len());
-        let present = kept_edges(&h.hypothesis, &graph, &prep.model.cfg, n, pos)?;
+        let present = kept_edges(&h.hypothesis, graph, &prep.model.cfg, n, pos)?;
         circuits.push((format!("hypothesis {}", h.hypothesis.file.name), present));
     }
-    let total = graph.len();
-    let ks = match (&a.ks, &a.fractions) {
+    Ok(circuits)
+}
+
+/// The circuit sizes of the curves: --ks, else --fractions, else MIB's fractions.
+fn ks_of(a: &FaithfulnessArgs, total: usize) -> Result<Vec<usize>> {
+    Ok(match (&a.ks, &a.fractions) {
         (Some(ks), _) => {
             if let Some(&k) = ks.iter().find(|&&k| k > total || k == 0) {
                 bail!(
@@ -238,8 +271,18 @@ pub fn run(a: &FaithfulnessArgs) -> Result<()> {
         }
         (None, Some(f)) => ks_for_fractions(f, total)?,
         (None, None) => ks_for_fractions(&MIB_FRACTIONS, total)?,
-    };
+    })
+}
 
+/// The curves and points, with a progress bar.
+type Evaluated<'p> = (Faithfulness<'p>, Vec<Curve>, Vec<(String, CurvePoint)>);
+
+fn evaluate<'p>(
+    prep: &'p Prepared,
+    score_files: &[(PathBuf, ScoreFile)],
+    circuits: &[(String, Vec<bool>)],
+    ks: &[usize],
+) -> Result<Evaluated<'p>> {
     let bar = ProgressBar::with_draw_target(
         Some((score_files.len() + circuits.len() + 1) as u64),
         ProgressDrawTarget::stderr(),
@@ -250,23 +293,36 @@ pub fn run(a: &FaithfulnessArgs) -> Result<()> {
         bar.set_style(style);
     }
     bar.set_message("clean and fully ablated runs");
-    let mut f = Faithfulness::new(&prep)?;
+    let mut f = Faithfulness::new(prep)?;
     bar.inc(1);
     let mut curves: Vec<Curve> = vec![];
-    for (p, sf) in &score_files {
+    for (p, sf) in score_files {
         bar.set_message(format!("curve of {}", p.display()));
         let label = format!("{} ({})", sf.method.to_uppercase(), sf.metric);
-        curves.push(f.curve(&label, &sf.scores, &ks)?);
+        curves.push(f.curve(&label, &sf.scores, ks)?);
         bar.inc(1);
     }
     let mut points: Vec<(String, CurvePoint)> = vec![];
-    for (label, present) in &circuits {
+    for (label, present) in circuits {
         bar.set_message(format!("circuit {label}"));
         points.push((label.clone(), f.point(present)?));
         bar.inc(1);
     }
     bar.finish_and_clear();
 
+    Ok((f, curves, points))
+}
+
+/// Print the results and write faithfulness.json, .csv and .svg into --out.
+fn write_results(
+    a: &FaithfulnessArgs,
+    setup: &circuitscope::acdc::Config,
+    prep: &Prepared,
+    f: &Faithfulness,
+    curves: &[Curve],
+    points: &[(String, CurvePoint)],
+    total: usize,
+) -> Result<()> {
     println!(
         "{} on {} ({} rows), metric {}, ablation {:?}: m(M) = {:.6}, m(∅) = {:.6}, {} edges",
         setup.task.name(),
@@ -279,7 +335,7 @@ pub fn run(a: &FaithfulnessArgs) -> Result<()> {
         total
     );
     let mut csv = String::from("label,kind,requested,edges,fraction,metric,faithfulness\n");
-    for c in &curves {
+    for c in curves {
         println!("{}: CPR {:.4}, CMD {:.4}", c.label, c.cpr, c.cmd);
         for p in &c.points {
             println!(
@@ -296,7 +352,7 @@ pub fn run(a: &FaithfulnessArgs) -> Result<()> {
             ));
         }
     }
-    for (label, p) in &points {
+    for (label, p) in points {
         println!(
             "{label}: {} edges ({:.3}%), m = {:+.6}, f = {:.4}",
             p.edges,
@@ -329,7 +385,7 @@ pub fn run(a: &FaithfulnessArgs) -> Result<()> {
             setup.ablation
         )
     });
-    let svg = plot::svg(&title, total, &curves, &points);
+    let svg = plot::svg(&title, total, curves, points);
     let text = serde_json::to_string_pretty(&json)?;
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create {}", a.out.display()))?;
@@ -339,8 +395,5 @@ pub fn run(a: &FaithfulnessArgs) -> Result<()> {
     )?;
     write_atomic(a.out.join("faithfulness.csv"), csv.as_bytes())?;
     write_atomic(a.out.join("faithfulness.svg"), svg.as_bytes())?;
-    for n in files {
-        eprintln!("wrote {}", a.out.join(n).display());
-    }
     Ok(())
 }
