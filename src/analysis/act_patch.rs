@@ -174,10 +174,7 @@ impl<'s, 'm> Patcher<'s, 'm> {
     }
 
     fn clean_act(&self, name: HookName) -> Result<&Tensor> {
-        self.clean
-            .cache
-            .get(&name.to_string())
-            .ok_or_else(|| Error::input(format!("internal: activation {name} was not cached")))
+        self.clean.cached(name)
     }
 
     /// The metric of the corrupted run with `name[ranges]` taken from the clean run.

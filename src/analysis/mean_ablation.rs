@@ -226,10 +226,7 @@ impl<'s, 'm> MeanAblation<'s, 'm> {
         }
         let mut means = Vec::with_capacity(cfg.n_layers);
         for l in 0..cfg.n_layers {
-            let z = run
-                .cache
-                .get(&HookName::Block(l, Site::Z).to_string())
-                .ok_or_else(|| Error::input("internal: hook_z not cached"))?;
+            let z = run.cached(HookName::Block(l, Site::Z))?;
             let mut group_mean: BTreeMap<&str, Tensor> = BTreeMap::new();
             for (g, rows) in &by_group {
                 let idx = Tensor::from_vec(rows.clone(), rows.len(), z.device())?;

@@ -229,12 +229,7 @@ impl<'s, 'm> PathPatcher<'s, 'm> {
         let dev = setup.model.device();
         let mut patches = Patches::new();
         for &name in names {
-            let key = name.to_string();
-            let captured = frozen
-                .cache
-                .get(&key)
-                .ok_or_else(|| Error::input(format!("internal: {key} not cached")))?
-                .clone();
+            let captured = frozen.cached(name)?.clone();
             let m = match name {
                 HookName::Block(l, site) if site != Site::MlpIn => {
                     let mut v = vec![0u8; b * p * cfg.n_heads];

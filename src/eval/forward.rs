@@ -111,6 +111,15 @@ impl Run {
         }
     }
 
+    /// A kept activation ([`RunOptions::cache`]); asking for one the run did not keep is an
+    /// internal error.
+    pub fn cached(&self, name: HookName) -> Result<&Tensor> {
+        let key = name.to_string();
+        self.cache
+            .get(&key)
+            .ok_or_else(|| Error::input(format!("internal: {key} was not kept by the run")))
+    }
+
     /// A sender's output in this run, `[batch, pos, d_model]` (head outputs exclude `b_O`).
     /// Head outputs are computed on first use and kept.
     pub fn sender_out(&self, model: &Model, node: Node) -> Result<Tensor> {
