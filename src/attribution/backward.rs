@@ -55,26 +55,13 @@ struct NormStats {
 }
 
 impl NormStats {
-    /// The statistics [`Model::layer_norm`] computes on `x`, with the same operations.
+    /// The statistics of the model's norm on `x` ([`Model::standardise`]).
     fn of(model: &Model, x: &Tensor) -> Result<NormStats> {
-        let kind = model.cfg.arch.norm;
-        let eps = model.cfg.eps;
-        let (xc, scale) = match kind {
-            NormKind::LayerNorm => {
-                let mean = x.mean_keepdim(D::Minus1)?;
-                let xc = x.broadcast_sub(&mean)?;
-                let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-                (xc, (var + eps)?.sqrt()?)
-            }
-            NormKind::RmsNorm => (
-                x.clone(),
-                (x.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?,
-            ),
-        };
+        let (xhat, scale) = model.standardise(x)?;
         Ok(NormStats {
-            xhat: xc.broadcast_div(&scale)?,
+            xhat,
             scale,
-            kind,
+            kind: model.cfg.arch.norm,
         })
     }
 
@@ -100,21 +87,6 @@ impl NormStats {
 /// `a · bᵀ` over the last two dimensions.
 fn matmul_t(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     Ok(a.matmul(&b.t()?)?)
-}
-
-/// The activations of one forward pass the backward reads, by name.
-struct Saved<'r> {
-    run: &'r Run,
-}
-
-impl Saved<'_> {
-    fn get(&self, l: usize, site: Site) -> Result<&Tensor> {
-        let name = HookName::Block(l, site).to_string();
-        self.run
-            .cache
-            .get(&name)
-            .ok_or_else(|| Error::input(format!("internal: {name} was not kept")))
-    }
 }
 
 /// `[b, p, h, d]` → `[b, h, p, d]`, contiguous.
@@ -147,7 +119,8 @@ fn unrotate(model: &Model, g: &Tensor) -> Result<Tensor> {
 /// What flows back through one layer.
 struct Layer<'a> {
     model: &'a Model,
-    saved: Saved<'a>,
+    /// The forward pass, with the activations [`kept_names`] lists.
+    run: &'a Run,
     l: usize,
 }
 
@@ -159,14 +132,17 @@ impl Layer<'_> {
         let missing = || Error::input("this model has no MLPs");
         let (b, p, d) = g.dims3()?;
         let stats = NormStats::of(self.model, x)?;
-        let pre = self.saved.get(self.l, Site::MlpPre)?;
+        let pre = self.run.cached(HookName::Block(self.l, Site::MlpPre))?;
         let dm = pre.dim(2)?;
         let model = self.model;
         let w_out = model.weight(blk.w_out.as_ref().ok_or_else(missing)?)?;
         let w_in = model.weight(blk.w_in.as_ref().ok_or_else(missing)?)?;
         let g_post = matmul_t(&g.reshape((b * p, d))?, &w_out)?.reshape((b, p, dm))?;
         let lin = match &blk.w_gate {
-            Some(_) => Some(self.saved.get(self.l, Site::MlpPreLinear)?),
+            Some(_) => Some(
+                self.run
+                    .cached(HookName::Block(self.l, Site::MlpPreLinear))?,
+            ),
             None => None,
         };
         let (g_pre, g_lin) = fused::act_backward(self.model.cfg.act, &g_post, pre, lin)?;
@@ -195,8 +171,8 @@ impl Layer<'_> {
         let gz = matmul_t(&g.reshape((b * p, d))?, &model.weight(&blk.w_o_flat)?)?
             .reshape((b, p, h, dh))?;
         let gz = heads_first(&gz)?; // [b, h, p, dh]
-        let v = heads_first(self.saved.get(self.l, Site::V)?)?;
-        let pattern = self.saved.get(self.l, Site::Pattern)?; // [b, h, p, p]
+        let v = heads_first(self.run.cached(HookName::Block(self.l, Site::V))?)?;
+        let pattern = self.run.cached(HookName::Block(self.l, Site::Pattern))?; // [b, h, p, p]
         let g_pattern = matmul_t(&gz, &v)?;
         let g_v = pattern.t()?.matmul(&gz)?;
         let g_scores = pattern
@@ -216,8 +192,8 @@ impl Layer<'_> {
         } else {
             (Site::Q, Site::K)
         };
-        let q = heads_first(self.saved.get(self.l, q_site)?)?;
-        let k = heads_first(self.saved.get(self.l, k_site)?)?;
+        let q = heads_first(self.run.cached(HookName::Block(self.l, q_site))?)?;
+        let k = heads_first(self.run.cached(HookName::Block(self.l, k_site))?)?;
         let mut g_q = (g_scores.matmul(&k)? / scale)?;
         let mut g_k = (g_scores.t()?.matmul(&q)? / scale)?;
         if model.has_rotary() {
@@ -369,11 +345,7 @@ fn backward(
 
     let receivers = receivers_reverse(cfg);
     for l in (0..n_layers).rev() {
-        let layer = Layer {
-            model,
-            saved: Saved { run },
-            l,
-        };
+        let layer = Layer { model, run, l };
         let x = &run.resid[l];
         // The MLP reads the residual stream after attention (before it, with parallel
         // attention and MLP); `g` is the gradient after the layer.

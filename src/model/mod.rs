@@ -194,21 +194,34 @@ impl Model {
         if self.cfg.arch.norm == NormKind::RmsNorm {
             return self.rms_norm(x, w);
         }
-        let mean = x.mean_keepdim(D::Minus1)?;
-        let xc = x.broadcast_sub(&mean)?;
-        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-        let scale = (var + self.cfg.eps)?.sqrt()?;
-        let y = xc
-            .broadcast_div(&scale)?
-            .broadcast_mul(w)?
-            .broadcast_add(b)?;
-        Ok((y, scale))
+        let (xhat, scale) = self.standardise(x)?;
+        Ok((xhat.broadcast_mul(w)?.broadcast_add(b)?, scale))
     }
 
     /// RMSNorm `x / √(mean x² + ε) · w` over the last dimension; returns (output, scale).
     pub fn rms_norm(&self, x: &Tensor, w: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (xhat, scale) = self.rms_standardise(x)?;
+        Ok((xhat.broadcast_mul(w)?, scale))
+    }
+
+    /// The model's norm before its weight and bias: the standardised input `x̂` and the scale,
+    /// `((x − mean x) / √(var + ε), √(var + ε))` for LayerNorm, `(x / √(mean x² + ε), …)` for
+    /// RMSNorm, over the last dimension. [`Model::layer_norm`] is `x̂ · w + b` of it.
+    pub fn standardise(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        if self.cfg.arch.norm == NormKind::RmsNorm {
+            return self.rms_standardise(x);
+        }
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let xc = x.broadcast_sub(&mean)?;
+        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+        let scale = (var + self.cfg.eps)?.sqrt()?;
+        Ok((xc.broadcast_div(&scale)?, scale))
+    }
+
+    /// RMSNorm before its weight: `(x / √(mean x² + ε), √(mean x² + ε))`.
+    fn rms_standardise(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         let scale = (x.sqr()?.mean_keepdim(D::Minus1)? + self.cfg.eps)?.sqrt()?;
-        Ok((x.broadcast_div(&scale)?.broadcast_mul(w)?, scale))
+        Ok((x.broadcast_div(&scale)?, scale))
     }
 
     /// One layer's queries, keys and values (before rotary) from its inputs (before the norm):
