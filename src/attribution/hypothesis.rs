@@ -13,31 +13,12 @@
 //! is kept at some position.
 
 use crate::error::Result;
-use crate::graph::edges::senders;
-use crate::graph::{EdgeGraph, Node, Qkv, Receiver};
+use crate::graph::edges::{graph_receiver, inputs_of, senders};
+use crate::graph::{EdgeGraph, Node, Receiver};
 use crate::model::ModelConfig;
 use crate::scrub::hypothesis::{Hypothesis, SamplerSpec};
 use crate::scrub::path_state::PathState;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-
-/// The inputs of a component (`None`: the logits).
-fn inputs_of(c: Option<Node>) -> Vec<Receiver> {
-    match c {
-        None => vec![Receiver::Logits],
-        Some(Node::Head(l, h)) => Qkv::ALL.iter().map(|&x| Receiver::Head(l, h, x)).collect(),
-        Some(Node::Mlp(l)) => vec![Receiver::Mlp(l)],
-        Some(Node::Embed) => vec![],
-    }
-}
-
-/// The edge-graph receiver an evaluator receiver belongs to (a grouped k/v input is named by
-/// its group's first head).
-fn graph_receiver(r: Receiver, cfg: &ModelConfig) -> Receiver {
-    match r {
-        Receiver::Head(l, h, x) if x != Qkv::Q => Receiver::Head(l, cfg.kv_leader(h), x),
-        _ => r,
-    }
-}
 
 /// Per node, whether a path it owns reads data the hypothesis specifies (see the module
 /// documentation).

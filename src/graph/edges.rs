@@ -212,6 +212,26 @@ pub fn receiver_members(r: &Receiver, cfg: &ModelConfig) -> Vec<Receiver> {
     }
 }
 
+/// The edge-graph receiver that the evaluator's receiver `r` belongs to: a grouped k or v
+/// input is named by its group's first head (the inverse of [`receiver_members`]).
+pub fn graph_receiver(r: Receiver, cfg: &ModelConfig) -> Receiver {
+    match r {
+        Receiver::Head(l, h, x) if x != Qkv::Q => Receiver::Head(l, cfg.kv_leader(h), x),
+        _ => r,
+    }
+}
+
+/// The inputs of a component: a head's q, k and v inputs, an MLP's input; `None` stands for
+/// the logits (one input); the embedding has none.
+pub fn inputs_of(c: Option<Node>) -> Vec<Receiver> {
+    match c {
+        None => vec![Receiver::Logits],
+        Some(Node::Head(l, h)) => Qkv::ALL.iter().map(|&x| Receiver::Head(l, h, x)).collect(),
+        Some(Node::Mlp(l)) => vec![Receiver::Mlp(l)],
+        Some(Node::Embed) => vec![],
+    }
+}
+
 /// Every sender that feeds `r`, in the order the forward pass computes them: the embedding,
 /// then per layer its heads (ascending) and its MLP — [`parents`] reversed.
 pub fn senders(r: &Receiver, cfg: &ModelConfig) -> Vec<Node> {

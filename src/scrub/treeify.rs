@@ -12,26 +12,11 @@ use super::hypothesis::Hypothesis;
 use super::path_state::PathState;
 use crate::error::{Error, Result};
 use crate::eval::{self, LogitsAt, Patches, Run, RunOptions, Stage};
-use crate::graph::edges::senders;
+use crate::graph::edges::{inputs_of, senders};
 use crate::graph::{Node, Qkv, Receiver};
 use crate::model::{Model, ModelConfig};
 use candle_core::Tensor;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-
-/// The receivers (inputs) of a component.
-fn receivers_of(c: Component, cfg: &ModelConfig) -> Vec<Receiver> {
-    match c {
-        Component::Logits => vec![Receiver::Logits],
-        Component::Node(Node::Head(l, h)) => {
-            Qkv::ALL.iter().map(|&x| Receiver::Head(l, h, x)).collect()
-        }
-        Component::Node(Node::Mlp(l)) => vec![Receiver::Mlp(l)],
-        Component::Node(Node::Embed) => {
-            let _ = cfg;
-            vec![]
-        }
-    }
-}
 
 /// The receivers a stage computes: a layer's head inputs, its MLP input, or the logits.
 fn stage_receivers(stage: Stage, cfg: &ModelConfig) -> Vec<Receiver> {
@@ -43,12 +28,6 @@ fn stage_receivers(stage: Stage, cfg: &ModelConfig) -> Vec<Receiver> {
         Stage::Logits => vec![Receiver::Logits],
         _ => vec![],
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Component {
-    Logits,
-    Node(Node),
 }
 
 /// Where one sender's output comes from, for a receiver in a state.
@@ -84,8 +63,8 @@ impl Plan {
             index: BTreeMap::from([(root.key(), 0)]),
             first_layer: vec![cfg.n_layers],
             routes: BTreeMap::new(),
-            seen: BTreeSet::from([(Component::Logits, root.clone())]),
-            queue: VecDeque::from([(Component::Logits, root)]),
+            seen: BTreeSet::from([(None, root.clone())]),
+            queue: VecDeque::from([(None, root)]),
             matched_somewhere: vec![false; h.nodes.len()],
         };
         ex.matched_somewhere[0] = true;
@@ -137,16 +116,17 @@ struct Explorer<'h> {
     index: BTreeMap<PathState, usize>,
     first_layer: Vec<usize>,
     routes: BTreeMap<(usize, Receiver), Vec<Route>>,
-    seen: BTreeSet<(Component, PathState)>,
-    queue: VecDeque<(Component, PathState)>,
+    /// (component, state) pairs reached; `None` is the logits.
+    seen: BTreeSet<(Option<Node>, PathState)>,
+    queue: VecDeque<(Option<Node>, PathState)>,
     matched_somewhere: Vec<bool>,
 }
 
 impl Explorer<'_> {
     /// Route every input of `comp`'s receivers in `state`, queueing the pairs reached.
-    fn visit(&mut self, comp: Component, state: &PathState) -> Result<()> {
+    fn visit(&mut self, comp: Option<Node>, state: &PathState) -> Result<()> {
         let sid = self.index[&state.key()];
-        for r in receivers_of(comp, self.cfg) {
+        for r in inputs_of(comp) {
             let mut rs = Vec::new();
             for u in senders(&r, self.cfg) {
                 rs.push(self.route(state, r, u)?);
@@ -172,7 +152,7 @@ impl Explorer<'_> {
                 self.first_layer[nid] = self.first_layer[nid].min(l);
                 // A dead state routes everything below to one dataset: nothing left to follow.
                 if !next.is_dead() {
-                    let item = (Component::Node(u), next);
+                    let item = (Some(u), next);
                     if !self.seen.contains(&item) {
                         self.seen.insert(item.clone());
                         self.queue.push_back(item);
