@@ -244,14 +244,7 @@ impl Prepared {
             .clone()
             .ok_or_else(|| Error::input("internal: no clean logits"))?;
         let objective = self.objective(clean_logits)?;
-        let ablated = ablation::ablate(
-            model,
-            &self.config.ablation,
-            &self.tokens,
-            self.source_tokens.as_ref(),
-            &self.groups,
-            &self.lens,
-        )?;
+        let ablated = self.ablate(model, &self.config.ablation)?;
         let units = Units::new(&model.cfg, self.config.level, self.sweep_options().graph);
         let screen = self.one_edge_screen(&clean, &ablated, &units)?;
         let ev = Evaluator::new(
@@ -339,6 +332,18 @@ impl Prepared {
         })
     }
 
+    /// `ablation` of these rows on `model`: what a removed edge carries.
+    pub fn ablate(&self, model: &Model, ablation: &Ablation) -> Result<eval::Ablated> {
+        ablation::ablate(
+            model,
+            ablation,
+            &self.tokens,
+            self.source_tokens.as_ref(),
+            &self.groups,
+            &self.lens,
+        )
+    }
+
     /// A one-edge evaluator on `m32` (the float32 model of `Checked` precision, or any model
     /// of this shape): its own clean run and ablation, and the logits' error bound relative to
     /// the largest logit (`None`: no error claimed).
@@ -352,14 +357,7 @@ impl Prepared {
                 ..Default::default()
             },
         )?;
-        let ablated = ablation::ablate(
-            m32,
-            &self.config.ablation,
-            &self.tokens,
-            self.source_tokens.as_ref(),
-            &self.groups,
-            &self.lens,
-        )?;
+        let ablated = self.ablate(m32, &self.config.ablation)?;
         let units = Units::new(&m32.cfg, self.config.level, self.sweep_options().graph);
         Screen::new(m32, clean, ablated, self.end.clone(), units, relative)
     }
@@ -378,9 +376,9 @@ pub fn load_models(config: &Config) -> Result<(Model, Option<Model>)> {
         let cfg = crate::model::ModelConfig::from_dir(&dir)?;
         if screenable(&cfg) {
             let m32 = Model::load(&dir, DType::F32)?;
-            let model = if cfg.family == crate::model::Family::Gemma2
-                || crate::model::TensorSource::from_dir(&dir)?.holds_f64()
-            {
+            // (Gemma-2, whose load folds the norm scales in the load dtype, is not
+            // screenable: it has post-attention norms.)
+            let model = if crate::model::TensorSource::from_dir(&dir)?.holds_f64() {
                 Model::load(&dir, DType::F64)?
             } else {
                 m32.widened(DType::F64)?

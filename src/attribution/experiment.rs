@@ -60,14 +60,7 @@ pub fn score(
     let t0 = std::time::Instant::now();
     let model = &prep.model;
     let mut forwards = 0;
-    let ablated = ablation::ablate(
-        model,
-        &config.ablation,
-        &prep.tokens,
-        prep.source_tokens.as_ref(),
-        &prep.groups,
-        &prep.lens,
-    )?;
+    let ablated = prep.ablate(model, &config.ablation)?;
     if !matches!(config.ablation, ablation::Ablation::Zero) {
         forwards += 1;
     }
