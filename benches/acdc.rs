@@ -67,14 +67,6 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The process's peak resident memory in MiB (`VmHWM`), Linux only.
-fn peak_rss_mb() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
 /// Sweep `prep` for at most `max_tested` tested edges (whole receivers); wall seconds, tested
 /// edges, state, float64 re-evaluations.
 fn sweep(prep: &Prepared, max_tested: Option<usize>) -> (f64, usize, SweepState, u64) {
@@ -85,7 +77,7 @@ fn sweep(prep: &Prepared, max_tested: Option<usize>) -> (f64, usize, SweepState,
             "  set-up: live {:.0} MiB, live peak {:.0} MiB, peak RSS {:.0} MiB",
             LIVE.load(Ordering::Relaxed) as f64 / 1048576.0,
             live_peak_mb(),
-            peak_rss_mb().unwrap_or(f64::NAN)
+            circuitscope::memory::peak_rss_mib().unwrap_or(f64::NAN)
         );
     }
     let mut s = sweep.initial_state();
@@ -312,7 +304,7 @@ const CHILD_ENV: &str = "CIRCUITSCOPE_ACDC_BENCH_CHILD";
 /// edges, print the time and the peak resident memory after each stage, and the line
 /// `RESULT seconds tested` for the parent.
 fn gpt2_child(dtype: Precision) {
-    let mb = || peak_rss_mb().unwrap_or(f64::NAN);
+    let mb = || circuitscope::memory::peak_rss_mib().unwrap_or(f64::NAN);
     let (model, screen_model) = acdc::load_models(&gpt2_config(dtype)).unwrap();
     let after_load = mb();
     let live_load = live_peak_mb();
@@ -397,12 +389,7 @@ fn gpt2_shaped() {
 
 fn main() {
     if let Ok(d) = std::env::var(CHILD_ENV) {
-        let dtype = match d.as_str() {
-            "F32" => Precision::F32,
-            "F64" => Precision::F64,
-            _ => Precision::Checked,
-        };
-        gpt2_child(dtype);
+        gpt2_child(d.parse::<Precision>().expect("the child's precision"));
         return;
     }
     println!(

@@ -7,11 +7,11 @@
 //! unit)` at the pace of its first receivers (an underestimate: the first receivers sit near
 //! the output, where a pass recomputes fewer layers).
 
-use super::folder::peak_rss_mib;
 use super::spec::Point;
 use crate::acdc::experiment::{self, RunSettings};
 use crate::acdc::Prepared;
 use crate::error::Result;
+use crate::memory::peak_rss_mib;
 use std::path::Path;
 use std::time::Instant;
 

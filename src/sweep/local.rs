@@ -6,12 +6,13 @@
 //! with `--resume` finishes exactly what is missing, and every `circuit.json` has the bytes an
 //! uninterrupted run (or the point run alone) writes.
 
-use super::folder::{peak_rss_mib, PointState, SweepFolder};
+use super::folder::{PointState, SweepFolder};
 use super::spec::Point;
 use crate::acdc::checkpoint::CHECKPOINT;
 use crate::acdc::experiment::{self, RunSettings};
 use crate::acdc::Prepared;
 use crate::error::{write_atomic, Error, Result};
+use crate::memory::peak_rss_mib;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
