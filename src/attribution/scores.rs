@@ -312,7 +312,7 @@ pub fn attribute(
         &diffs,
         &in_diff,
         &qkv_grads,
-        (opts.method == Method::EapIgAct).then_some(&group_grads),
+        group_grads.as_ref(),
     )?;
     let edges: Vec<f64> = (0..graph.len())
         .map(|e| per_pos[e * p..(e + 1) * p].iter().sum())
@@ -420,11 +420,12 @@ fn interpolated(
     Ok(g.grads)
 }
 
-/// The gradients the method scores with: the q/k/v edges' (and every group's but EAP-IG
-/// activations'), and per sender group the gradients its edges use.
+/// The gradients the method scores with: the q/k/v edges' (and every sender group's, but
+/// with EAP-IG on activations), and with EAP-IG on activations, per sender group the
+/// gradients its addition edges use.
 type MethodGrads = (
     BTreeMap<Receiver, Tensor>,
-    BTreeMap<Group, BTreeMap<Receiver, Tensor>>,
+    Option<BTreeMap<Group, BTreeMap<Receiver, Tensor>>>,
 );
 
 fn method_grads(
@@ -435,7 +436,6 @@ fn method_grads(
     clean: &ReceiverGrads,
     passes: &mut Passes,
 ) -> Result<MethodGrads> {
-    let mut group_grads = BTreeMap::new();
     // The mean gradient along the line from `base` at `name`, α = 1 being the clean point.
     let line = |name: HookName, base: &Tensor, passes: &mut Passes| -> Result<_> {
         let mut runs = vec![];
@@ -449,33 +449,25 @@ fn method_grads(
         }
         mean_grads(&runs)
     };
-    let qkv_grads = match method {
-        Method::Eap | Method::Atp => {
-            for g in groups {
-                group_grads.insert(*g, clean.grads.clone());
-            }
-            clean.grads.clone()
-        }
+    Ok(match method {
+        Method::Eap | Method::Atp => (clean.grads.clone(), None),
         Method::EapIg => {
             let embed = inp.ablated.out[&Node::Embed].clone();
             let g = line(HookName::Block(0, Site::ResidPre), &embed, passes)?;
-            for gr in groups {
-                group_grads.insert(*gr, g.clone());
-            }
-            g
+            (g, None)
         }
         Method::EapIgAct => {
             let mut all = vec![];
+            let mut group_grads = BTreeMap::new();
             for gr in groups {
                 let (name, base) = group_line(inp, *gr)?;
                 let g = line(name, &base, passes)?;
                 all.push(g.clone());
                 group_grads.insert(*gr, g);
             }
-            mean_grads(&all)?
+            (mean_grads(&all)?, Some(group_grads))
         }
-    };
-    Ok((qkv_grads, group_grads))
+    })
 }
 
 /// Where EAP-IG (activations) moves a sender group's outputs: the activation and its ablated
