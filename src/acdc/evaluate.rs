@@ -115,6 +115,16 @@ fn removed_senders(
 /// A set of row blocks (bit j = block j), for circuits evaluated together.
 type Blocks = u64;
 
+/// The circuits of a list (sender, circuits) that `u` is in (none when it is not listed).
+fn blocks_of(list: &[(Node, Blocks)], u: Node) -> Blocks {
+    list.iter().find(|(x, _)| *x == u).map_or(0, |(_, b)| *b)
+}
+
+/// Every one of `k` circuits.
+fn all_circuits(k: usize) -> Blocks {
+    (1u64 << k) - 1
+}
+
 /// How the circuits of one evaluation change one receiver: per sender, in the reference's
 /// parent order, the blocks where it enters the sum.
 #[derive(Debug, Clone, PartialEq)]
@@ -334,7 +344,7 @@ impl<'a> Evaluator<'a> {
 
     /// The row mask of a set of blocks (`None` when it covers every block).
     fn mask(&mut self, k: usize, blocks: Blocks) -> Result<Option<Tensor>> {
-        if blocks == (1u64 << k) - 1 {
+        if blocks == all_circuits(k) {
             return Ok(None);
         }
         let n = self.n;
@@ -389,11 +399,10 @@ impl<'a> Evaluator<'a> {
                 Change::Replace(v) => (v, true),
             };
             for u in parents(r, cfg) {
-                let kept: Blocks = list.iter().find(|(x, _)| *x == u).map_or(0, |(_, b)| *b);
                 let gone = if replace {
-                    !kept & ((1u64 << k) - 1)
+                    !blocks_of(list, u) & all_circuits(k)
                 } else {
-                    kept
+                    blocks_of(list, u)
                 };
                 if gone == 0 {
                     continue;
@@ -444,12 +453,10 @@ impl<'a> Evaluator<'a> {
             ch.into_iter()
                 .map(|(r, c)| match c {
                     Change::Replace(kept) => {
-                        let all = (1u64 << k) - 1;
                         let gone = parents(&r, cfg)
                             .into_iter()
                             .filter_map(|u| {
-                                let kb = kept.iter().find(|(x, _)| *x == u).map_or(0, |(_, b)| *b);
-                                let g = !kb & all;
+                                let g = !blocks_of(&kept, u) & all_circuits(k);
                                 (g != 0).then_some((u, g))
                             })
                             .collect();
