@@ -306,17 +306,33 @@ pub fn attribute(
     let (qkv_grads, group_grads) =
         method_grads(inp, opts.method, &alphas, &groups, &clean, &mut passes)?;
     let (diffs, in_diff) = differences(inp, &senders, &clean)?;
-    let per_pos = per_position_scores(
+    let parts = (
+        &graph,
+        senders.as_slice(),
+        receivers.as_slice(),
+        groups.as_slice(),
+        p,
+    );
+    let edges = summed_scores(
         inp,
-        (&graph, &senders, &receivers, &groups, p),
+        parts,
         &diffs,
         &in_diff,
         &qkv_grads,
         group_grads.as_ref(),
     )?;
-    let edges: Vec<f64> = (0..graph.len())
-        .map(|e| per_pos[e * p..(e + 1) * p].iter().sum())
-        .collect();
+    let per_pos = if opts.per_position {
+        Some(per_position_scores(
+            inp,
+            parts,
+            &diffs,
+            &in_diff,
+            &qkv_grads,
+            group_grads.as_ref(),
+        )?)
+    } else {
+        None
+    };
     // AtP: a node's score is the sum of its outgoing addition edges' EAP scores.
     let mut nodes = vec![];
     if opts.method == Method::Atp {
@@ -334,7 +350,7 @@ pub fn attribute(
         method: opts.method,
         graph,
         edges,
-        per_position: opts.per_position.then_some(per_pos),
+        per_position: per_pos,
         positions: p,
         nodes,
         clean_metric: clean.metric,
@@ -523,7 +539,134 @@ type Parts<'a> = (
     usize,
 );
 
-/// `[edges × positions]` scores: each group's addition edges from its gradients
+/// `[n, K]`: each tensor flattened into one row (one copy).
+fn rows_of(ts: &[&Tensor]) -> Result<Tensor> {
+    let rows: Vec<Tensor> = ts
+        .iter()
+        .map(|t| t.flatten_all()?.unsqueeze(0))
+        .collect::<candle_core::Result<_>>()?;
+    Ok(Tensor::cat(&rows, 0)?)
+}
+
+/// `d · gᵀ` for `d` `[S, K]` and `g` `[R, K]`, row-major `[S × R]` as f64: for every sender and
+/// receiver, Σ over rows, positions and d_model of diff(u) · grad(r) in one product.
+fn products(d: &Tensor, g: &Tensor) -> Result<Vec<f64>> {
+    Ok(d.matmul(&g.t()?)?
+        .to_dtype(DType::F64)?
+        .flatten_all()?
+        .to_vec1::<f64>()?)
+}
+
+/// The senders in forward order (the embedding first) and, per sender group, its range there.
+fn forward_senders(senders: &[Node]) -> (Vec<Node>, BTreeMap<Group, std::ops::Range<usize>>) {
+    let fwd: Vec<Node> = senders.iter().rev().copied().collect();
+    let mut ranges: BTreeMap<Group, std::ops::Range<usize>> = BTreeMap::new();
+    for (i, u) in fwd.iter().enumerate() {
+        ranges
+            .entry(group_of(*u))
+            .and_modify(|r| r.end = i + 1)
+            .or_insert(i..i + 1);
+    }
+    (fwd, ranges)
+}
+
+/// Every edge's score (summed over rows and positions), each block of edges from one matrix
+/// product: with one set of gradients (every method but EAP-IG on activations), per run of
+/// receivers read by the same senders (a layer's head inputs, an MLP, the logits) the product
+/// of those senders' differences with the receivers' gradients; with per-group gradients,
+/// per sender group the product with the gradients of the receivers it feeds. A q/k/v edge is
+/// the layer's input difference times the head input's gradient.
+fn summed_scores(
+    inp: &Inputs,
+    (graph, senders, receivers, _, _): Parts,
+    diffs: &BTreeMap<Node, Tensor>,
+    in_diff: &[Tensor],
+    qkv_grads: &BTreeMap<Receiver, Tensor>,
+    group_grads: Option<&BTreeMap<Group, BTreeMap<Receiver, Tensor>>>,
+) -> Result<Vec<f64>> {
+    let cfg = &inp.model.cfg;
+    let (fwd, ranges) = forward_senders(senders);
+    let d_all = rows_of(&fwd.iter().map(|u| &diffs[u]).collect::<Vec<_>>())?;
+    let mut edges = vec![0.0; graph.len()];
+    let mut fill = |us: &[Node], rs: &[Receiver], m: &[f64]| {
+        for (si, u) in us.iter().enumerate() {
+            for (ri, r) in rs.iter().enumerate() {
+                if u.feeds(r, cfg) {
+                    if let Some(e) = graph.add_id(*u, *r) {
+                        edges[e] = m[si * rs.len() + ri];
+                    }
+                }
+            }
+        }
+    };
+    let fwd_receivers: Vec<Receiver> = receivers.iter().rev().copied().collect();
+    match group_grads {
+        None => {
+            // Senders reading into r: a prefix of the forward order.
+            let reach = |r: &Receiver| {
+                fwd.iter()
+                    .rposition(|u| u.feeds(r, cfg))
+                    .map_or(0, |i| i + 1)
+            };
+            for run in fwd_receivers.chunk_by(|a, b| reach(a) == reach(b)) {
+                let n = reach(&run[0]);
+                if n == 0 {
+                    continue;
+                }
+                let g = rows_of(&run.iter().map(|r| &qkv_grads[r]).collect::<Vec<_>>())?;
+                fill(&fwd[..n], run, &products(&d_all.narrow(0, 0, n)?, &g)?);
+            }
+        }
+        Some(gg) => {
+            for (gr, range) in &ranges {
+                let fed: Vec<Receiver> = fwd_receivers
+                    .iter()
+                    .copied()
+                    .filter(|r| fwd[range.clone()].iter().any(|u| u.feeds(r, cfg)))
+                    .collect();
+                if fed.is_empty() {
+                    continue;
+                }
+                let g = rows_of(&fed.iter().map(|r| &gg[gr][r]).collect::<Vec<_>>())?;
+                let d = d_all.narrow(0, range.start, range.len())?;
+                fill(&fwd[range.clone()], &fed, &products(&d, &g)?);
+            }
+        }
+    }
+    qkv_scores(graph, receivers, in_diff, qkv_grads, &mut edges)?;
+    Ok(edges)
+}
+
+/// The q/k/v edges' scores: per layer, the input difference times each head input's gradient.
+fn qkv_scores(
+    graph: &EdgeGraph,
+    receivers: &[Receiver],
+    in_diff: &[Tensor],
+    qkv_grads: &BTreeMap<Receiver, Tensor>,
+    edges: &mut [f64],
+) -> Result<()> {
+    for (l, diff) in in_diff.iter().enumerate() {
+        let heads: Vec<(Receiver, usize)> = receivers
+            .iter()
+            .filter_map(|r| match *r {
+                Receiver::Head(rl, h, x) if rl == l => graph.qkv_id(l, h, x).map(|e| (*r, e)),
+                _ => None,
+            })
+            .collect();
+        if heads.is_empty() {
+            continue;
+        }
+        let g = rows_of(&heads.iter().map(|(r, _)| &qkv_grads[r]).collect::<Vec<_>>())?;
+        let v = products(&rows_of(&[diff])?, &g)?;
+        for ((_, e), x) in heads.iter().zip(v) {
+            edges[*e] = x;
+        }
+    }
+    Ok(())
+}
+
+/// `[edges × positions]` scores, when asked for (the edges' sums come from [`summed_scores`],
+/// one product per block instead of one per position): each group's addition edges from its gradients
 /// (`group_grads`, or `qkv_grads` shared by every group when `None`), each q/k/v edge from the
 /// layer's input difference.
 fn per_position_scores(
