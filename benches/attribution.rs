@@ -11,7 +11,7 @@
 //! wall-clock ratio beside it.
 //!
 //! Run: `RAYON_NUM_THREADS=1 cargo bench --bench attribution` (`ATTRIBUTION_BENCH_GPT2=0`
-//! skips the GPT-2 shape).
+//! skips the GPT-2 shape; `ATTRIBUTION_BENCH_METHODS=eap,eap-ig` times only those methods).
 
 use candle_core::DType;
 use circuitscope::acdc::Prepared;
@@ -37,15 +37,24 @@ fn cpu_seconds() -> Option<f64> {
     Some(ns as f64 * 1e-9)
 }
 
-/// Run `f`, returning (CPU seconds or, without /proc, wall seconds; wall seconds).
-fn timed<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<(f64, f64)> {
+/// Run `f` `k` times, returning per run (CPU seconds or, without /proc, wall seconds; wall
+/// seconds). The kernel may count CPU time in scheduler ticks (4 ms here), so a sample spans
+/// several runs when one run is short.
+fn timed<T>(k: usize, mut f: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<(f64, f64)> {
     let (c0, t0) = (cpu_seconds(), Instant::now());
-    f()?;
-    let wall = t0.elapsed().as_secs_f64();
+    for _ in 0..k {
+        f()?;
+    }
+    let wall = t0.elapsed().as_secs_f64() / k as f64;
     Ok(match (c0, cpu_seconds()) {
-        (Some(a), Some(b)) => (b - a, wall),
+        (Some(a), Some(b)) => ((b - a) / k as f64, wall),
         _ => (wall, wall),
     })
+}
+
+/// Runs per sample so that a sample lasts at least 0.25 s (from one run of `seconds`).
+fn runs_per_sample(seconds: f64) -> usize {
+    ((0.25 / seconds.max(1e-6)).ceil() as usize).clamp(1, 50)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -55,8 +64,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn bench(label: &str, base: &Config, reps: usize) -> anyhow::Result<()> {
     let prep = Prepared::new(&base.acdc())?;
-    let forward = || {
-        timed(|| {
+    let forward = |k: usize| {
+        timed(k, || {
             Ok(eval::run(
                 &prep.model,
                 &prep.tokens,
@@ -68,9 +77,9 @@ fn bench(label: &str, base: &Config, reps: usize) -> anyhow::Result<()> {
             )?)
         })
     };
-    forward()?;
+    let k = runs_per_sample(forward(1)?.1);
     let runs: Vec<(f64, f64)> = (0..reps.max(5))
-        .map(|_| forward())
+        .map(|_| forward(k))
         .collect::<anyhow::Result<_>>()?;
     let fwd = median(runs.iter().map(|r| r.0).collect());
     let fwd_wall = median(runs.iter().map(|r| r.1).collect());
@@ -86,19 +95,28 @@ fn bench(label: &str, base: &Config, reps: usize) -> anyhow::Result<()> {
         1e3 * fwd,
         1e3 * fwd_wall
     );
+    let only = std::env::var("ATTRIBUTION_BENCH_METHODS").ok();
     for (method, steps) in [(Method::Eap, 1), (Method::EapIg, 5), (Method::EapIgAct, 5)] {
+        if only
+            .as_deref()
+            .is_some_and(|o| !o.split(',').any(|m| m.trim() == method.cli_name()))
+        {
+            continue;
+        }
         let mut c = base.clone();
         c.method = method;
         c.ig_steps = steps;
         let mut times = vec![];
         let mut walls = vec![];
         let mut passes = (0, 0);
+        let mut one = || -> anyhow::Result<()> {
+            let out = score(&prep, &c, &mut |_, _| {})?;
+            passes = (out.forwards, out.backwards);
+            Ok(())
+        };
+        let k = runs_per_sample(timed(1, &mut one)?.1);
         for _ in 0..reps {
-            let (cpu, wall) = timed(|| {
-                let out = score(&prep, &c, &mut |_, _| {})?;
-                passes = (out.forwards, out.backwards);
-                Ok(())
-            })?;
+            let (cpu, wall) = timed(k, &mut one)?;
             times.push(cpu);
             walls.push(wall);
         }
