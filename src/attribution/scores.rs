@@ -333,19 +333,11 @@ pub fn attribute(
     } else {
         None
     };
-    // AtP: a node's score is the sum of its outgoing addition edges' EAP scores.
-    let mut nodes = vec![];
-    if opts.method == Method::Atp {
-        for u in senders.iter().filter(|u| **u != Node::Embed) {
-            let mut s = 0.0;
-            for r in &receivers {
-                if let Some(e) = graph.add_id(*u, *r) {
-                    s += edges[e];
-                }
-            }
-            nodes.push((*u, s));
-        }
-    }
+    let nodes = if opts.method == Method::Atp {
+        atp_nodes(&graph, &senders, &receivers, &edges)
+    } else {
+        vec![]
+    };
     Ok(Scores {
         method: opts.method,
         graph,
@@ -357,6 +349,26 @@ pub fn attribute(
         forwards: passes.forwards,
         backwards: passes.backwards,
     })
+}
+
+/// AtP: a node's score is the sum of its outgoing addition edges' EAP scores.
+fn atp_nodes(
+    graph: &EdgeGraph,
+    senders: &[Node],
+    receivers: &[Receiver],
+    edges: &[f64],
+) -> Vec<(Node, f64)> {
+    let mut nodes = vec![];
+    for u in senders.iter().filter(|u| **u != Node::Embed) {
+        let mut s = 0.0;
+        for r in receivers {
+            if let Some(e) = graph.add_id(*u, *r) {
+                s += edges[e];
+            }
+        }
+        nodes.push((*u, s));
+    }
+    nodes
 }
 
 /// The passes run so far, reported to `progress(done, total)` after each.
@@ -575,7 +587,8 @@ fn forward_senders(senders: &[Node]) -> (Vec<Node>, BTreeMap<Group, std::ops::Ra
 /// receivers read by the same senders (a layer's head inputs, an MLP, the logits) the product
 /// of those senders' differences with the receivers' gradients; with per-group gradients,
 /// per sender group the product with the gradients of the receivers it feeds. A q/k/v edge is
-/// the layer's input difference times the head input's gradient.
+/// the layer's input difference times the head input's gradient (with one set of gradients,
+/// from the same block of gradients).
 fn summed_scores(
     inp: &Inputs,
     (graph, senders, receivers, _, _): Parts,
@@ -588,17 +601,6 @@ fn summed_scores(
     let (fwd, ranges) = forward_senders(senders);
     let d_all = rows_of(&fwd.iter().map(|u| &diffs[u]).collect::<Vec<_>>())?;
     let mut edges = vec![0.0; graph.len()];
-    let mut fill = |us: &[Node], rs: &[Receiver], m: &[f64]| {
-        for (si, u) in us.iter().enumerate() {
-            for (ri, r) in rs.iter().enumerate() {
-                if u.feeds(r, cfg) {
-                    if let Some(e) = graph.add_id(*u, *r) {
-                        edges[e] = m[si * rs.len() + ri];
-                    }
-                }
-            }
-        }
-    };
     let fwd_receivers: Vec<Receiver> = receivers.iter().rev().copied().collect();
     match group_grads {
         None => {
@@ -609,12 +611,13 @@ fn summed_scores(
                     .map_or(0, |i| i + 1)
             };
             for run in fwd_receivers.chunk_by(|a, b| reach(a) == reach(b)) {
-                let n = reach(&run[0]);
-                if n == 0 {
-                    continue;
-                }
                 let g = rows_of(&run.iter().map(|r| &qkv_grads[r]).collect::<Vec<_>>())?;
-                fill(&fwd[..n], run, &products(&d_all.narrow(0, 0, n)?, &g)?);
+                let n = reach(&run[0]);
+                if n > 0 {
+                    let m = products(&d_all.narrow(0, 0, n)?, &g)?;
+                    fill_add(graph, cfg, &fwd[..n], run, &m, &mut edges);
+                }
+                fill_qkv(graph, run, in_diff, &g, &mut edges)?;
             }
         }
         Some(gg) => {
@@ -629,37 +632,74 @@ fn summed_scores(
                 }
                 let g = rows_of(&fed.iter().map(|r| &gg[gr][r]).collect::<Vec<_>>())?;
                 let d = d_all.narrow(0, range.start, range.len())?;
-                fill(&fwd[range.clone()], &fed, &products(&d, &g)?);
+                fill_add(
+                    graph,
+                    cfg,
+                    &fwd[range.clone()],
+                    &fed,
+                    &products(&d, &g)?,
+                    &mut edges,
+                );
+            }
+            for layer in 0..in_diff.len() {
+                let heads: Vec<Receiver> = receivers
+                    .iter()
+                    .copied()
+                    .filter(|r| matches!(r, Receiver::Head(l, ..) if *l == layer))
+                    .collect();
+                let g = rows_of(&heads.iter().map(|r| &qkv_grads[r]).collect::<Vec<_>>())?;
+                fill_qkv(graph, &heads, in_diff, &g, &mut edges)?;
             }
         }
     }
-    qkv_scores(graph, receivers, in_diff, qkv_grads, &mut edges)?;
     Ok(edges)
 }
 
-/// The q/k/v edges' scores: per layer, the input difference times each head input's gradient.
-fn qkv_scores(
+/// Set the addition edges `us → rs` from the `[us × rs]` products `m`.
+fn fill_add(
     graph: &EdgeGraph,
-    receivers: &[Receiver],
+    cfg: &crate::model::ModelConfig,
+    us: &[Node],
+    rs: &[Receiver],
+    m: &[f64],
+    edges: &mut [f64],
+) {
+    for (si, u) in us.iter().enumerate() {
+        for (ri, r) in rs.iter().enumerate() {
+            if u.feeds(r, cfg) {
+                if let Some(e) = graph.add_id(*u, *r) {
+                    edges[e] = m[si * rs.len() + ri];
+                }
+            }
+        }
+    }
+}
+
+/// Set the q/k/v edges of the head inputs among `rs` (whose gradients are the rows of `g`):
+/// each layer's input difference times its heads' gradients.
+fn fill_qkv(
+    graph: &EdgeGraph,
+    rs: &[Receiver],
     in_diff: &[Tensor],
-    qkv_grads: &BTreeMap<Receiver, Tensor>,
+    g: &Tensor,
     edges: &mut [f64],
 ) -> Result<()> {
-    for (l, diff) in in_diff.iter().enumerate() {
-        let heads: Vec<(Receiver, usize)> = receivers
-            .iter()
-            .filter_map(|r| match *r {
-                Receiver::Head(rl, h, x) if rl == l => graph.qkv_id(l, h, x).map(|e| (*r, e)),
-                _ => None,
-            })
-            .collect();
-        if heads.is_empty() {
-            continue;
-        }
-        let g = rows_of(&heads.iter().map(|(r, _)| &qkv_grads[r]).collect::<Vec<_>>())?;
-        let v = products(&rows_of(&[diff])?, &g)?;
-        for ((_, e), x) in heads.iter().zip(v) {
-            edges[*e] = x;
+    let mut layers: Vec<usize> = rs
+        .iter()
+        .filter_map(|r| match r {
+            Receiver::Head(l, ..) => Some(*l),
+            _ => None,
+        })
+        .collect();
+    layers.dedup();
+    for layer in layers {
+        let v = products(&rows_of(&[&in_diff[layer]])?, g)?;
+        for (r, x) in rs.iter().zip(v) {
+            if let Receiver::Head(l, h, q) = *r {
+                if let Some(e) = graph.qkv_id(l, h, q).filter(|_| l == layer) {
+                    edges[e] = x;
+                }
+            }
         }
     }
     Ok(())
