@@ -1,14 +1,22 @@
 //! Cost of gradient attribution in forward-pass equivalents: the time of EAP, EAP-IG
 //! (m = 5) and EAP-IG activations against one plain forward pass (logits at END) on the same
 //! rows, on the shipped toy-ioi model (100 IOI prompts) and on a GPT-2-small-shaped model with
-//! random weights (20 IOI prompts). Goals: EAP ≤ 3, EAP-IG ≤ m + 2 forward-pass equivalents
-//! counted as passes (each gradient step is one forward and one backward pass; the
-//! hand-written backward computes no weight gradients).
+//! random weights (20 IOI prompts). Goals: EAP ≤ 3, EAP-IG ≤ m + 2.
 //!
-//! Both are timed the same way, on the same model, rows, dtype and threads: the medians of the
-//! CPU time of every thread of the process (from `/proc/self/task/*/schedstat`, so that other
-//! processes on a busy machine do not count; wall-clock time where /proc is missing), and the
-//! wall-clock ratio beside it.
+//! What the passes are: EAP runs the corrupted forward pass (the ablation), the clean forward
+//! pass and one backward pass (the hand-written one, no weight gradients), then scores every
+//! edge with one matrix product per block of receivers. EAP-IG runs a forward and a backward
+//! pass at each of its m points (the clean point is one of them), so timed it costs at least
+//! 2m + 1 passes: the goal m + 2 counts each point as one pass.
+//!
+//! Both are timed the same way, on the same model, rows, dtype and threads: CPU time of every
+//! thread of the process (from `/proc/self/task/*/schedstat`, so that other processes on a
+//! busy machine do not count; wall-clock time where /proc is missing), and wall-clock time
+//! beside it. Each sample spans at least 0.25 s (the kernel may count CPU time in 4 ms ticks)
+//! and is paired with a sample of the forward pass taken just before it; the ratios are the
+//! medians of the pairs' ratios, so they hold when the machine's speed drifts. A second ratio
+//! is against a forward pass with logits at every position (what TransformerLens's
+//! `model(tokens)` computes).
 //!
 //! Run: `RAYON_NUM_THREADS=1 cargo bench --bench attribution` (`ATTRIBUTION_BENCH_GPT2=0`
 //! skips the GPT-2 shape; `ATTRIBUTION_BENCH_METHODS=eap,eap-ig` times only those methods).
@@ -62,34 +70,57 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// One forward pass of `prep`'s clean rows, with logits at the END rows or at every position.
+fn forward(prep: &Prepared, logits: LogitsAt) -> anyhow::Result<()> {
+    eval::run(
+        &prep.model,
+        &prep.tokens,
+        &Patches::new(),
+        RunOptions {
+            logits,
+            ..Default::default()
+        },
+    )?;
+    Ok(())
+}
+
+/// Medians over `reps` pairs of (a sample of `f`, a sample of the END-logits forward pass
+/// just before it): `f`'s CPU and wall seconds, and its ratio to the forward pass in each.
+/// Pairing keeps the ratio steady when the machine's speed drifts between samples.
+fn paired(
+    prep: &Prepared,
+    reps: usize,
+    mut f: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<[f64; 4]> {
+    let end = || LogitsAt::Rows(prep.end.clone());
+    let kf = runs_per_sample(timed(1, || forward(prep, end()))?.1);
+    let k = runs_per_sample(timed(1, &mut f)?.1);
+    let mut cols: [Vec<f64>; 4] = Default::default();
+    for _ in 0..reps {
+        let (fc, fw) = timed(kf, || forward(prep, end()))?;
+        let (c, w) = timed(k, &mut f)?;
+        for (col, v) in cols.iter_mut().zip([c, w, c / fc, w / fw]) {
+            col.push(v);
+        }
+    }
+    Ok(cols.map(median))
+}
+
 fn bench(label: &str, base: &Config, reps: usize) -> anyhow::Result<()> {
     let prep = Prepared::new(&base.acdc())?;
-    let forward = |k: usize| {
-        timed(k, || {
-            Ok(eval::run(
-                &prep.model,
-                &prep.tokens,
-                &Patches::new(),
-                RunOptions {
-                    logits: LogitsAt::Rows(prep.end.clone()),
-                    ..Default::default()
-                },
-            )?)
-        })
-    };
-    let k = runs_per_sample(forward(1)?.1);
-    let runs: Vec<(f64, f64)> = (0..reps.max(5))
-        .map(|_| forward(k))
-        .collect::<anyhow::Result<_>>()?;
-    let fwd = median(runs.iter().map(|r| r.0).collect());
-    let fwd_wall = median(runs.iter().map(|r| r.1).collect());
+    let [fwd, fwd_wall, ..] = paired(&prep, reps.max(5), || {
+        forward(&prep, LogitsAt::Rows(prep.end.clone()))
+    })?;
+    let [_, _, all_ratio, _] = paired(&prep, reps.max(3), || forward(&prep, LogitsAt::All))?;
     let clock = if cpu_seconds().is_some() {
         "CPU time"
     } else {
         "wall clock"
     };
     println!(
-        "{label}: {} rows × {} positions; one forward pass {:.1} ms ({clock}; {:.1} ms wall)",
+        "{label}: {} rows × {} positions; one forward pass (logits at END) {:.1} ms ({clock}; \
+         {:.1} ms wall); with logits at every position (TransformerLens's model(tokens)) \
+         {all_ratio:.2} × that",
         prep.dataset.len(),
         prep.tokens.dims()[1],
         1e3 * fwd,
@@ -106,37 +137,29 @@ fn bench(label: &str, base: &Config, reps: usize) -> anyhow::Result<()> {
         let mut c = base.clone();
         c.method = method;
         c.ig_steps = steps;
-        let mut times = vec![];
-        let mut walls = vec![];
         let mut passes = (0, 0);
-        let mut one = || -> anyhow::Result<()> {
+        let [t, wall, ratio, wall_ratio] = paired(&prep, reps, || {
             let out = score(&prep, &c, &mut |_, _| {})?;
             passes = (out.forwards, out.backwards);
             Ok(())
-        };
-        let k = runs_per_sample(timed(1, &mut one)?.1);
-        for _ in 0..reps {
-            let (cpu, wall) = timed(k, &mut one)?;
-            times.push(cpu);
-            walls.push(wall);
-        }
-        let t = median(times);
+        })?;
         let goal = match method {
             Method::Eap | Method::Atp => "goal ≤ 3".to_string(),
             Method::EapIg => format!("goal ≤ m + 2 = {}", steps + 2),
             Method::EapIgAct => "no goal".to_string(),
         };
-        let wall = median(walls);
         println!(
             "  {:<10} m={steps}: {:>8.1} ms = {:>5.2} forward-pass equivalents ({} forward + {} \
-             backward passes; {goal}); wall clock {:.1} ms = {:.2}",
+             backward passes; {goal}); wall clock {:.1} ms = {:.2}; {:.2} against the \
+             every-position forward pass",
             method.cli_name(),
             1e3 * t,
-            t / fwd,
+            ratio,
             passes.0,
             passes.1,
             1e3 * wall,
-            wall / fwd_wall
+            wall_ratio,
+            ratio / all_ratio
         );
     }
     Ok(())
