@@ -313,23 +313,15 @@ pub fn attribute(
         groups.as_slice(),
         p,
     );
-    let edges = summed_scores(
-        inp,
-        parts,
-        &diffs,
-        &in_diff,
-        &qkv_grads,
-        group_grads.as_ref(),
-    )?;
+    let terms = Terms {
+        diffs: &diffs,
+        in_diff: &in_diff,
+        qkv_grads: &qkv_grads,
+        group_grads: group_grads.as_ref(),
+    };
+    let edges = summed_scores(inp, parts, &terms)?;
     let per_pos = if opts.per_position {
-        Some(per_position_scores(
-            inp,
-            parts,
-            &diffs,
-            &in_diff,
-            &qkv_grads,
-            group_grads.as_ref(),
-        )?)
+        Some(per_position_scores(inp, parts, &terms)?)
     } else {
         None
     };
@@ -551,6 +543,16 @@ type Parts<'a> = (
     usize,
 );
 
+/// What the scores multiply: each sender's difference, each layer's input difference, the
+/// gradients the q/k/v edges (and, without per-group gradients, every edge) use, and EAP-IG
+/// on activations' per-group gradients.
+struct Terms<'a> {
+    diffs: &'a BTreeMap<Node, Tensor>,
+    in_diff: &'a [Tensor],
+    qkv_grads: &'a BTreeMap<Receiver, Tensor>,
+    group_grads: Option<&'a BTreeMap<Group, BTreeMap<Receiver, Tensor>>>,
+}
+
 /// `[n, K]`: each tensor flattened into one row (one copy).
 fn rows_of(ts: &[&Tensor]) -> Result<Tensor> {
     let rows: Vec<Tensor> = ts
@@ -592,11 +594,9 @@ fn forward_senders(senders: &[Node]) -> (Vec<Node>, BTreeMap<Group, std::ops::Ra
 fn summed_scores(
     inp: &Inputs,
     (graph, senders, receivers, _, _): Parts,
-    diffs: &BTreeMap<Node, Tensor>,
-    in_diff: &[Tensor],
-    qkv_grads: &BTreeMap<Receiver, Tensor>,
-    group_grads: Option<&BTreeMap<Group, BTreeMap<Receiver, Tensor>>>,
+    t: &Terms,
 ) -> Result<Vec<f64>> {
+    let (diffs, in_diff, qkv_grads, group_grads) = (t.diffs, t.in_diff, t.qkv_grads, t.group_grads);
     let cfg = &inp.model.cfg;
     let (fwd, ranges) = forward_senders(senders);
     let d_all = rows_of(&fwd.iter().map(|u| &diffs[u]).collect::<Vec<_>>())?;
@@ -706,17 +706,15 @@ fn fill_qkv(
 }
 
 /// `[edges × positions]` scores, when asked for (the edges' sums come from [`summed_scores`],
-/// one product per block instead of one per position): each group's addition edges from its gradients
-/// (`group_grads`, or `qkv_grads` shared by every group when `None`), each q/k/v edge from the
-/// layer's input difference.
+/// one product per block instead of one per position): each group's addition edges from its
+/// gradients (`group_grads`, or `qkv_grads` shared by every group when `None`), each q/k/v
+/// edge from the layer's input difference.
 fn per_position_scores(
     inp: &Inputs,
     (graph, senders, receivers, groups, p): Parts,
-    diffs: &BTreeMap<Node, Tensor>,
-    in_diff: &[Tensor],
-    qkv_grads: &BTreeMap<Receiver, Tensor>,
-    group_grads: Option<&BTreeMap<Group, BTreeMap<Receiver, Tensor>>>,
+    t: &Terms,
 ) -> Result<Vec<f64>> {
+    let (diffs, in_diff, qkv_grads, group_grads) = (t.diffs, t.in_diff, t.qkv_grads, t.group_grads);
     let cfg = &inp.model.cfg;
     let mut fill = Filler {
         graph,
