@@ -239,7 +239,8 @@ pub fn run(a: &AttributeArgs) -> Result<()> {
         }
     }
     if let Some((p, key, t)) = &truth {
-        match circuitscope::attribution::roc::ranking_auc(&s.edges, t) {
+        let noise = circuitscope::attribution::roc::noise_floor(prep.model.dtype);
+        match circuitscope::attribution::roc::ranking_auc(&s.edges, t, noise) {
             Some(auc) => println!(
                 "ROC AUC of the |score| ranking against {} ({key}, {} true edges of {}): {auc:.4}",
                 p.display(),
