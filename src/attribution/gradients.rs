@@ -4,7 +4,7 @@
 //! Two ways, the same gradients:
 //!
 //! - [`super::backward`] (GPT-2, GPT-NeoX/Pythia, Llama, Qwen2): the plain forward pass, then a
-//!   hand-written backward that computes no weight gradients (about 1.2–1.7 forward passes:
+//!   hand-written backward that computes no weight gradients (about 1.1–1.3 forward passes:
 //!   the per-head norm backward is as large as the gradients it returns).
 //! - [`receiver_grads_autograd`] (every model; used where the first does not apply, Gemma-2):
 //!   the ordinary patched forward pass ([`crate::eval::run`]) with one extra patch per
