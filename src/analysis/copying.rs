@@ -36,7 +36,7 @@ pub fn copying_scores(model: &Model, names: &[u32], k: usize) -> Result<Labelled
     }
     let n = names.len();
     let idx = Tensor::from_vec(names.to_vec(), n, model.device())?;
-    let emb = model.w.w_e.index_select(&idx, 0)?; // [N, D]
+    let emb = model.embedding_rows(&idx)?; // [N, D]
     let resid = if cfg.has_mlp() {
         (&emb + model.mlp(0, &emb)?)?
     } else {

@@ -165,10 +165,25 @@ impl Model {
         Ok(Tensor::from_vec(flat, (n, p), self.device())?)
     }
 
+    /// The rows of `W_E` for token ids `ids` (`[n]` u32): `[n, d_model]` in the weights' dtype.
+    /// A tied GPT-2 keeps `W_E` as the transposed view of a contiguous `W_U`; its rows are then
+    /// gathered as columns of `W_U` (the same values).
+    pub fn embedding_rows(&self, ids: &Tensor) -> Result<Tensor> {
+        let w_e = &self.w.w_e;
+        if w_e.is_contiguous() {
+            return Ok(w_e.index_select(ids, 0)?);
+        }
+        let w_u = w_e.t()?;
+        if w_u.is_contiguous() {
+            return Ok(w_u.index_select(ids, 1)?.t()?.contiguous()?);
+        }
+        Ok(w_e.contiguous()?.index_select(ids, 0)?)
+    }
+
     /// Token embedding and positional embedding (GPT-2), each `[batch, pos, d_model]`.
     pub fn embed(&self, tokens: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
         let (b, p) = tokens.dims2()?;
-        let rows = self.w.w_e.index_select(&tokens.flatten_all()?, 0)?;
+        let rows = self.embedding_rows(&tokens.flatten_all()?)?;
         let mut e = self.weight(&rows)?.reshape((b, p, self.cfg.d_model))?;
         if self.cfg.arch.embed_scale {
             // Gemma: × √d_model, rounded to the compute dtype first as Hugging Face does.
@@ -564,8 +579,10 @@ impl Model {
 
     /// `unembed.hook_out` from `unembed.hook_in`: `x W_U + b_U` (before any final soft-cap).
     pub fn unembed_normed(&self, xn: &Tensor) -> Result<Tensor> {
-        let mut logits = if self.w.w_u.dtype() != self.dtype
-            && self.w.w_u.is_contiguous()
+        let w_u = &self.w.w_u;
+        let laid_out = w_u.is_contiguous() || w_u.t()?.is_contiguous();
+        let mut logits = if w_u.dtype() != self.dtype
+            && laid_out
             && self.cfg.d_vocab >= 2 * WIDEN_COLUMNS
         {
             self.unembed_widened(xn)?
@@ -597,8 +614,9 @@ impl Model {
             } else {
                 WIDEN_COLUMNS
             };
-            // A narrowed view widens into a contiguous `[d_model, len]` matrix.
-            let w = self.w.w_u.narrow(1, start, len)?.to_dtype(self.dtype)?;
+            // A block widens with its layout: contiguous `[d_model, len]`, or (tied) the
+            // transposed view of the embedding's rows, as the whole matrix would be.
+            let w = self.weight(&self.w.w_u.narrow(1, start, len)?)?;
             parts.push(xn.broadcast_matmul(&w)?);
         }
         Ok(Tensor::cat(&parts, xn.rank() - 1)?)
@@ -696,36 +714,47 @@ mod tests {
     /// at GPT-2's width.
     #[test]
     fn widened_unembedding_in_blocks_is_the_whole_product() {
-        // d_model 768: deeper than gemm's smallest depth block (512), as in GPT-2.
+        // d_model 768: deeper than gemm's smallest depth block (512), as in GPT-2. Untied
+        // (a contiguous W_U) and tied (W_U the transposed view of W_E, as GPT-2 loads).
         let cfg = random::gpt2_config(1, 768, 12, 5 * WIDEN_COLUMNS + 77);
-        let w = random::random_weights(&cfg, 1, DType::F32).unwrap();
-        let m32 = Model::from_weights(cfg.clone(), w.clone(), DType::F32).unwrap();
-        let wide = m32.widened(DType::F64).unwrap();
-        let mut w64 = w;
-        w64.w_u = w64.w_u.to_dtype(DType::F64).unwrap();
-        w64.ln_f_w = w64.ln_f_w.to_dtype(DType::F64).unwrap();
-        w64.ln_f_b = w64.ln_f_b.to_dtype(DType::F64).unwrap();
-        let m64 = Model::from_weights(cfg, w64, DType::F64).unwrap();
-        assert!(m64.w.w_u.is_contiguous());
-        for shape in [
-            vec![3, 1, 768],
-            vec![2, 5, 768],
-            vec![20, 768],
-            vec![1, 768],
-        ] {
-            let n: usize = shape.iter().product();
-            let v: Vec<f64> = (0..n)
-                .map(|i| ((i * 7919) % 1000) as f64 / 300.0 - 1.6)
-                .collect();
-            let x = Tensor::from_vec(v, shape.as_slice(), &Device::Cpu).unwrap();
-            let bits = |t: Tensor| -> Vec<u64> {
-                let v = t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
-                v.into_iter().map(f64::to_bits).collect()
+        for tied in [false, true] {
+            let mut w = random::random_weights(&cfg, 1, DType::F32).unwrap();
+            if tied {
+                w.w_u = w.w_e.t().unwrap();
+            }
+            let m32 = Model::from_weights(cfg.clone(), w.clone(), DType::F32).unwrap();
+            let wide = m32.widened(DType::F64).unwrap();
+            let mut w64 = w;
+            w64.w_u = if tied {
+                w64.w_e.to_dtype(DType::F64).unwrap().t().unwrap()
+            } else {
+                w64.w_u.to_dtype(DType::F64).unwrap()
             };
-            let a = wide.unembed_normed(&x).unwrap();
-            let b = m64.unembed_normed(&x).unwrap();
-            assert_eq!(a.dims(), b.dims());
-            assert_eq!(bits(a), bits(b), "input {shape:?}");
+            w64.ln_f_w = w64.ln_f_w.to_dtype(DType::F64).unwrap();
+            w64.ln_f_b = w64.ln_f_b.to_dtype(DType::F64).unwrap();
+            let m64 = Model::from_weights(cfg.clone(), w64, DType::F64).unwrap();
+            assert_eq!(m64.w.w_u.is_contiguous(), !tied);
+            for shape in [
+                vec![3, 1, 768],
+                vec![2, 5, 768],
+                vec![20, 768],
+                vec![1, 768],
+            ] {
+                let n: usize = shape.iter().product();
+                let v: Vec<f64> = (0..n)
+                    .map(|i| ((i * 7919) % 1000) as f64 / 300.0 - 1.6)
+                    .collect();
+                let x = Tensor::from_vec(v, shape.as_slice(), &Device::Cpu).unwrap();
+                let bits = |t: Tensor| -> Vec<u64> {
+                    let v = t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+                    v.into_iter().map(f64::to_bits).collect()
+                };
+                let a = wide.unembed_normed(&x).unwrap();
+                let b = m64.unembed_normed(&x).unwrap();
+                assert_eq!(a.dims(), b.dims());
+                assert_eq!(bits(a), bits(b), "tied {tied}, input {shape:?}");
+            }
         }
     }
+
 }

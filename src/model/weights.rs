@@ -101,13 +101,18 @@ impl Weights {
             src.get(&names("transformer.", rest), shape, dt)
         };
         let mut w = super::gpt2::weights_from_hf(cfg, &get)?;
-        w.w_u = if src.has("lm_head.weight") {
-            src.get(&["lm_head.weight".into()], &[cfg.d_vocab, cfg.d_model], dt)?
+        if src.has("lm_head.weight") {
+            w.w_u = src
+                .get(&["lm_head.weight".into()], &[cfg.d_vocab, cfg.d_model], dt)?
                 .t()?
-                .contiguous()?
+                .contiguous()?;
         } else {
-            w.w_u.contiguous()?
-        };
+            // Tied (GPT-2's usual file): one copy, laid out for the unembedding's product
+            // (`W_U` contiguous); `W_E` is its transposed view ([`super::Model::embedding_rows`]
+            // gathers from it). Keeping both layouts cost a second 154 MB on GPT-2 small.
+            w.w_u = w.w_e.t()?.contiguous()?;
+            w.w_e = w.w_u.t()?;
+        }
         Ok(w)
     }
 
@@ -181,7 +186,7 @@ impl Weights {
 
     /// Hugging Face GPT-2 tensors (Conv1D layout) for these weights: the inverse of loading.
     pub fn to_hf_gpt2(&self) -> Result<Vec<(String, Tensor)>> {
-        let mut out = vec![("transformer.wte.weight".to_string(), self.w_e.clone())];
+        let mut out = vec![("transformer.wte.weight".to_string(), self.w_e.contiguous()?)];
         let pos = self
             .w_pos
             .as_ref()
