@@ -778,7 +778,7 @@ fn dead_components_leave_the_circuit() {
         model.w.blocks[l] = BlockWeights::new(
             [b.ln1_w.clone(), b.ln1_b.clone()],
             [b.ln2_w.clone(), b.ln2_b.clone()],
-            [b.w_q.clone(), b.w_k.clone(), b.w_v.clone()],
+            [b.w_q().unwrap(), b.w_k().unwrap(), b.w_v().unwrap()],
             [b.b_q.clone(), b.b_k.clone(), b.b_v.clone()],
             w_o,
             b.b_o.clone(),

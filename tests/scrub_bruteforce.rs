@@ -46,12 +46,11 @@ fn v2(t: &candle_core::Tensor) -> Vec<Vec<f64>> {
 impl W {
     fn new(m: &Model) -> W {
         let b = &m.w.blocks;
-        let per_head = |f: &dyn Fn(&circuitscope::model::BlockWeights) -> &candle_core::Tensor| {
+        let per_head = |f: &dyn Fn(&circuitscope::model::BlockWeights) -> candle_core::Tensor| {
             b.iter()
                 .map(|blk| {
-                    (0..m.cfg.n_heads)
-                        .map(|h| v2(&f(blk).get(h).unwrap()))
-                        .collect()
+                    let w = f(blk);
+                    (0..m.cfg.n_heads).map(|h| v2(&w.get(h).unwrap())).collect()
                 })
                 .collect()
         };
@@ -62,13 +61,13 @@ impl W {
             ln1: b.iter().map(|x| (v1(&x.ln1_w), v1(&x.ln1_b))).collect(),
             ln2: b.iter().map(|x| (v1(&x.ln2_w), v1(&x.ln2_b))).collect(),
             lnf: (v1(&m.w.ln_f_w), v1(&m.w.ln_f_b)),
-            wq: per_head(&|x| &x.w_q),
-            wk: per_head(&|x| &x.w_k),
-            wv: per_head(&|x| &x.w_v),
+            wq: per_head(&|x| x.w_q().unwrap()),
+            wk: per_head(&|x| x.w_k().unwrap()),
+            wv: per_head(&|x| x.w_v().unwrap()),
             bq: b.iter().map(|x| v2(&x.b_q)).collect(),
             bk: b.iter().map(|x| v2(&x.b_k)).collect(),
             bv: b.iter().map(|x| v2(&x.b_v)).collect(),
-            wo: per_head(&|x| &x.w_o),
+            wo: per_head(&|x| x.w_o.clone()),
             bo: b.iter().map(|x| v1(&x.b_o)).collect(),
             w_in: b.iter().map(|x| v2(x.w_in.as_ref().unwrap())).collect(),
             b_in: b.iter().map(|x| v1(x.b_in.as_ref().unwrap())).collect(),

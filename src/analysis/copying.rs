@@ -55,7 +55,7 @@ pub fn copying_scores(model: &Model, names: &[u32], k: usize) -> Result<Labelled
     for l in 0..cfg.n_layers {
         let blk = &model.w.blocks[l];
         for h in 0..cfg.n_heads {
-            let w_ov = blk.w_v.get(h)?.matmul(&blk.w_o.get(h)?)?; // [D, D]
+            let w_ov = blk.w_head(2, h)?.matmul(&blk.w_o.get(h)?)?; // [D, D]
             let pos = resid.matmul(&w_ov)?;
             for (sign, x) in [(0usize, pos.clone()), (1, pos.neg()?)] {
                 let (logits, _) = model.unembed(&x)?;

@@ -215,9 +215,9 @@ impl Layer<'_> {
             let normed = matmul_t(&per_head(t, n)?, w)?.reshape((n, b, p, d))?;
             stats.backward_and_sum(&normed, &ln1_w)
         };
-        let (q, sq) = input(&g_q, &model.weight(&blk.w_q)?, h)?;
-        let (k, sk) = input(&g_k, &model.weight(&blk.w_k)?, kv)?;
-        let (v, sv) = input(&g_v, &model.weight(&blk.w_v)?, kv)?;
+        let (q, sq) = input(&g_q, &model.weight(&blk.w_q()?)?, h)?;
+        let (k, sk) = input(&g_k, &model.weight(&blk.w_k()?)?, kv)?;
+        let (v, sv) = input(&g_v, &model.weight(&blk.w_v()?)?, kv)?;
         Ok(([q, k, v], ((sq + sk)? + sv)?))
     }
 }

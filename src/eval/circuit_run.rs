@@ -142,16 +142,16 @@ impl<'a> CircuitInputs<'a> {
     /// rotated for q and k where the model rotates.
     fn project(&self, l: usize, h: usize, x: Qkv, normed: &Tensor) -> Result<Tensor> {
         let blk = &self.model.w.blocks[l];
-        let (w, b) = match x {
-            Qkv::Q => (&blk.w_q, &blk.b_q),
-            Qkv::K => (&blk.w_k, &blk.b_k),
-            Qkv::V => (&blk.w_v, &blk.b_v),
+        let (which, b) = match x {
+            Qkv::Q => (0, &blk.b_q),
+            Qkv::K => (1, &blk.b_k),
+            Qkv::V => (2, &blk.b_v),
         };
         let (bt, p, d) = normed.dims3()?;
         let dh = self.model.cfg.d_head;
         let y = normed
             .reshape((bt * p, d))?
-            .matmul(&self.model.weight(&w.get(h)?)?)?
+            .matmul(&self.model.weight(&blk.w_head(which, h)?)?)?
             .broadcast_add(&self.model.weight(&b.get(h)?)?)?
             .reshape((bt, p, 1, dh))?;
         if x == Qkv::V {

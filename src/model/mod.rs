@@ -314,9 +314,9 @@ impl Model {
                 }
             }
         };
-        let (q, sq) = one(q_in, &self.weight(&blk.w_q)?, &self.weight(&blk.b_q)?)?;
-        let (k, sk) = one(k_in, &self.weight(&blk.w_k)?, &self.weight(&blk.b_k)?)?;
-        let (v, sv) = one(v_in, &self.weight(&blk.w_v)?, &self.weight(&blk.b_v)?)?;
+        let (q, sq) = one(q_in, &self.weight(&blk.w_q()?)?, &self.weight(&blk.b_q)?)?;
+        let (k, sk) = one(k_in, &self.weight(&blk.w_k()?)?, &self.weight(&blk.b_k)?)?;
+        let (v, sv) = one(v_in, &self.weight(&blk.w_v()?)?, &self.weight(&blk.b_v)?)?;
         let full = |t: Tensor| -> Result<Tensor> {
             if t.dim(2)? < h {
                 self.ungroup(&t)
@@ -581,14 +581,12 @@ impl Model {
     pub fn unembed_normed(&self, xn: &Tensor) -> Result<Tensor> {
         let w_u = &self.w.w_u;
         let laid_out = w_u.is_contiguous() || w_u.t()?.is_contiguous();
-        let mut logits = if w_u.dtype() != self.dtype
-            && laid_out
-            && self.cfg.d_vocab >= 2 * WIDEN_COLUMNS
-        {
-            self.unembed_widened(xn)?
-        } else {
-            self.unembed_matmul(xn)?
-        };
+        let mut logits =
+            if w_u.dtype() != self.dtype && laid_out && self.cfg.d_vocab >= 2 * WIDEN_COLUMNS {
+                self.unembed_widened(xn)?
+            } else {
+                self.unembed_matmul(xn)?
+            };
         if let Some(b) = &self.w.b_u {
             logits = logits.broadcast_add(&self.weight(b)?)?;
         }
@@ -756,5 +754,4 @@ mod tests {
             }
         }
     }
-
 }

@@ -19,12 +19,6 @@ pub struct BlockWeights {
     pub ln2_w: Tensor,
     /// See `ln2_w`.
     pub ln2_b: Tensor,
-    /// Query weights `[n_heads, d_model, d_head]`.
-    pub w_q: Tensor,
-    /// Key weights `[n_kv_heads, d_model, d_head]` (TransformerLens's `_W_K`).
-    pub w_k: Tensor,
-    /// Value weights `[n_kv_heads, d_model, d_head]`.
-    pub w_v: Tensor,
     /// Query bias `[n_heads, d_head]`.
     pub b_q: Tensor,
     /// Key bias `[n_kv_heads, d_head]`.
@@ -35,9 +29,12 @@ pub struct BlockWeights {
     pub w_o: Tensor,
     /// Output bias `[d_model]`.
     pub b_o: Tensor,
-    /// Q, K and V of all heads fused, `[d_model, (n_heads + 2 · n_kv_heads) · d_head]` (for
-    /// the shared-input path).
+    /// Q, K and V of all heads fused, `[d_model, (n_heads + 2 · n_kv_heads) · d_head]`: the
+    /// one copy of those weights ([`BlockWeights::w_q`], [`BlockWeights::w_head`] cut the
+    /// per-head layouts from it).
     pub w_qkv: Tensor,
+    /// `(n_heads, n_kv_heads, d_head)`: where each of q, k, v sits in `w_qkv`.
+    qkv_heads: (usize, usize, usize),
     /// Fused bias `[(n_heads + 2 · n_kv_heads) · d_head]`.
     pub b_qkv: Tensor,
     /// `W_O` flattened to `[n_heads · d_head, d_model]`.
@@ -194,10 +191,8 @@ impl Weights {
         out.push(("transformer.wpe.weight".into(), pos.clone()));
         for (l, b) in self.blocks.iter().enumerate() {
             let p = |s: &str| format!("transformer.h.{l}.{s}");
-            let (h, d, dh) = b.w_q.dims3()?;
-            let w =
-                |t: &Tensor| -> Result<Tensor> { Ok(t.permute((1, 0, 2))?.reshape((d, h * dh))?) };
-            let c_attn = Tensor::cat(&[w(&b.w_q)?, w(&b.w_k)?, w(&b.w_v)?], 1)?;
+            // The fused q/k/v matrix is Conv1D's `c_attn` layout already.
+            let c_attn = b.w_qkv.clone();
             let c_attn_b = Tensor::cat(
                 &[
                     b.b_q.flatten_all()?,
@@ -257,7 +252,7 @@ impl BlockWeights {
         let w_o_flat = w_o.reshape((h * dh, d))?.contiguous()?;
         let [ln1_w, ln1_b] = ln1;
         let [ln2_w, ln2_b] = ln2;
-        let [w_q, w_k, w_v] = w_qkv;
+        let kv = w_qkv[1].dim(0)?;
         let [b_q, b_k, b_v] = b_qkv;
         let [w_in, b_in, w_out, b_out] = mlp;
         Ok(BlockWeights {
@@ -265,15 +260,13 @@ impl BlockWeights {
             ln1_b,
             ln2_w,
             ln2_b,
-            w_q,
-            w_k,
-            w_v,
             b_q,
             b_k,
             b_v,
             w_o,
             b_o,
             w_qkv: fused_w,
+            qkv_heads: (h, kv, dh),
             b_qkv: fused_b,
             w_o_flat,
             w_in,
@@ -284,6 +277,63 @@ impl BlockWeights {
             ln1_post_w: None,
             ln2_post_w: None,
         })
+    }
+
+    /// Query weights `[n_heads, d_model, d_head]`, copied out of the fused `w_qkv`.
+    pub fn w_q(&self) -> Result<Tensor> {
+        self.w_part(0)
+    }
+
+    /// Key weights `[n_kv_heads, d_model, d_head]` (TransformerLens's `_W_K`), copied out of
+    /// the fused `w_qkv`.
+    pub fn w_k(&self) -> Result<Tensor> {
+        self.w_part(1)
+    }
+
+    /// Value weights `[n_kv_heads, d_model, d_head]`, copied out of the fused `w_qkv`.
+    pub fn w_v(&self) -> Result<Tensor> {
+        self.w_part(2)
+    }
+
+    /// Where part `which` (0: q, 1: k, 2: v) starts in `w_qkv`'s columns, in heads, and how
+    /// many heads it has.
+    fn part_heads(&self, which: usize) -> (usize, usize) {
+        let (h, kv, _) = self.qkv_heads;
+        match which {
+            0 => (0, h),
+            1 => (h, kv),
+            _ => (h + kv, kv),
+        }
+    }
+
+    /// Part `which` of `w_qkv` as `[n, d_model, d_head]`, contiguous.
+    fn w_part(&self, which: usize) -> Result<Tensor> {
+        let (start, n) = self.part_heads(which);
+        let dh = self.qkv_heads.2;
+        let d = self.w_qkv.dim(0)?;
+        Ok(self
+            .w_qkv
+            .narrow(1, start * dh, n * dh)?
+            .contiguous()?
+            .reshape((d, n, dh))?
+            .permute((1, 0, 2))?
+            .contiguous()?)
+    }
+
+    /// One head's weights `[d_model, d_head]` of part `which` (0: q, 1: k, 2: v; `head` counts
+    /// that part's heads), contiguous: `w_q()[head]` without copying the others.
+    pub fn w_head(&self, which: usize, head: usize) -> Result<Tensor> {
+        let (start, n) = self.part_heads(which);
+        if head >= n {
+            return Err(Error::input(format!(
+                "internal: head {head} of a projection with {n} heads"
+            )));
+        }
+        let dh = self.qkv_heads.2;
+        Ok(self
+            .w_qkv
+            .narrow(1, (start + head) * dh, dh)?
+            .contiguous()?)
     }
 
     /// Add a gated MLP's gate weights `[d_model, d_mlp]`.
